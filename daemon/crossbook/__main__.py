@@ -1,0 +1,5 @@
+"""``python -m crossbook`` runs the command line."""
+
+from crossbook.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,82 @@
+"""Command line: ``crossbook run | check-config | venues``, ``--version``, ``-v``/``-q``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+import anyio
+
+from crossbook import __version__, logs
+from crossbook.config import Config, ConfigError, Venue, load
+from crossbook.plugins import PluginError, load_connectors
+from crossbook.registry import ConnectorRegistry, RegistryError
+
+log = logging.getLogger("crossbook")
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="count", default=0, help="more logging (debug)")
+    common.add_argument("-q", "--quiet", action="count", default=0, help="less logging (warnings only)")
+    parser = argparse.ArgumentParser(
+        prog="crossbook", description="Consolidated crypto order books over WebSocket", parents=[common]
+    )
+    parser.add_argument("--version", action="version", version=f"crossbook {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, text in (("run", "run the daemon"), ("check-config", "validate the configuration and exit")):
+        cmd = sub.add_parser(name, help=text, description=text, parents=[common])
+        cmd.add_argument(
+            "--config",
+            metavar="PATH",
+            help="config file (default: $CROSSBOOK_CONFIG, /etc/crossbook/crossbook.toml, embedded demo)",
+        )
+    venues = sub.add_parser("venues", help="list the connectors plugins provide", parents=[common])
+    venues.add_argument("--config", metavar="PATH", help="config whose plugin settings apply")
+    return parser
+
+
+def _prepare(path: str | None) -> tuple[Config, ConnectorRegistry, dict[str, Venue]]:
+    config = load(path)
+    registry = load_connectors(config.settings.plugins, config.settings.disabled_plugins)
+    return config, registry, config.venues(registry)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logs.setup(args.verbose - args.quiet)
+    command = args.command or "run"
+    path = getattr(args, "config", None)
+    try:
+        if command == "venues":
+            config = load(path)
+            registry = load_connectors(config.settings.plugins, config.settings.disabled_plugins)
+            return _list_venues(registry)
+        config, _registry, venues = _prepare(path)
+    except (ConfigError, PluginError, RegistryError) as exc:
+        print(f"crossbook: {exc}", file=sys.stderr)
+        return 1
+    if command == "check-config":
+        print(f"{config.source}: OK ({len(venues)} venues)")
+        return 0
+    from crossbook.app import Daemon
+
+    try:
+        anyio.run(Daemon(config, venues).run)
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    return 0
+
+
+def _list_venues(registry: ConnectorRegistry) -> int:
+    rows = [("CONNECTOR", "PLUGIN", "DISTRIBUTION", "DESCRIPTION")]
+    for spec in registry:
+        dist = f"{spec.distribution} {spec.version}" if spec.distribution else "-"
+        rows.append((spec.id, spec.plugin, dist, spec.description))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row[:3], widths, strict=True)) + "  " + row[3])
+    return 0

@@ -1,0 +1,198 @@
+"""Configuration: TOML file plus ``CROSSBOOK_*`` environment overrides, validated before start.
+
+The file is ``--config PATH``, else ``$CROSSBOOK_CONFIG``, else ``/etc/crossbook/crossbook.toml``,
+else the embedded default (three simulated venues). Environment variables override the file
+(``CROSSBOOK_SERVER__PORT=9000``). Every venue's connector-specific keys are validated by the
+connector's own model, so a bad config is refused, naming the file and the key, before anything
+starts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from crossbook.connector import ConnectorConfig
+from crossbook.model import SYMBOL_RE
+from crossbook.registry import ConnectorRegistry, ConnectorSpec
+
+SYSTEM_CONFIG = Path("/etc/crossbook/crossbook.toml")
+ENV_CONFIG = "CROSSBOOK_CONFIG"
+EMBEDDED = "embedded default"
+VENUE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the source, the key and the problem."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerConfig(_Strict):
+    """WebSocket API and HTTP health endpoints."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=0, le=65535)
+
+
+class MetricsConfig(_Strict):
+    """Prometheus exposition, on its own listener."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(9464, ge=0, le=65535)
+
+
+class ConsolidatedConfig(_Strict):
+    depth: int = Field(50, ge=1, le=1000)
+    """Levels per side kept and served for consolidated books (and the largest subscribe depth)."""
+    stale_after: float = Field(5.0, gt=0)
+    """Seconds without a message before a venue is excluded from consolidation."""
+
+
+class VenueConfig(BaseModel):
+    """A ``[venues.<name>]`` table; keys other than these belong to the connector."""
+
+    model_config = ConfigDict(extra="allow")
+
+    connector: str | None = None
+    symbols: list[str] = Field(min_length=1)
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols(cls, symbols: list[str]) -> list[str]:
+        for symbol in symbols:
+            if not SYMBOL_RE.match(symbol):
+                raise ValueError(f"{symbol!r} is not a symbol like 'BTC-USDT' or 'BTC-USDT-PERP' (upper case)")
+        dupes = sorted({s for s in symbols if symbols.count(s) > 1})
+        if dupes:
+            raise ValueError(f"duplicate symbols: {', '.join(dupes)}")
+        return symbols
+
+    def connector_keys(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CROSSBOOK_", env_nested_delimiter="__", extra="forbid")
+
+    plugins: list[str] = []
+    """Extra plugin modules to load by import path (unpackaged plugins)."""
+    disabled_plugins: list[str] = []
+    """Entry-point plugin names to block."""
+    server: ServerConfig = ServerConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    consolidated: ConsolidatedConfig = ConsolidatedConfig()
+    venues: dict[str, VenueConfig] = Field(min_length=1)
+
+    @field_validator("venues")
+    @classmethod
+    def _venue_names(cls, venues: dict[str, VenueConfig]) -> dict[str, VenueConfig]:
+        for name in venues:
+            if not VENUE_RE.match(name):
+                raise ValueError(f"venue name {name!r} must match {VENUE_RE.pattern} (lower case, no dots)")
+        return venues
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return env_settings, init_settings  # the environment overrides the file
+
+
+@dataclass(frozen=True)
+class Venue:
+    """A configured venue, ready to start: its connector and validated connector config."""
+
+    name: str
+    symbols: tuple[str, ...]
+    spec: ConnectorSpec
+    config: ConnectorConfig
+
+
+@dataclass(frozen=True)
+class Config:
+    settings: Settings
+    source: str
+    """Path of the file in use, or ``embedded default``."""
+
+    def venues(self, registry: ConnectorRegistry) -> dict[str, Venue]:
+        """Resolve every venue's connector and validate its keys with the connector's model."""
+        out: dict[str, Venue] = {}
+        problems: list[str] = []
+        for name, venue in self.settings.venues.items():
+            cid = venue.connector or name
+            spec = registry.get(cid)
+            if spec is None:
+                known = ", ".join(s.id for s in registry) or "none"
+                problems.append(f"venues.{name}.connector: unknown connector {cid!r} (known: {known})")
+                continue
+            try:
+                config = spec.config_model.model_validate(venue.connector_keys())
+            except ValidationError as exc:
+                problems += _describe(exc, f"venues.{name}")
+                continue
+            out[name] = Venue(name, tuple(venue.symbols), spec, config)
+        if problems:
+            raise ConfigError(f"{self.source}: " + f"\n{self.source}: ".join(problems))
+        return out
+
+
+def locate(path: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> tuple[str, str]:
+    """Find the config: returns (TOML text, source name)."""
+    candidates: list[Path] = []
+    if path is not None:
+        candidates = [Path(path)]
+    elif environ.get(ENV_CONFIG):
+        candidates = [Path(environ[ENV_CONFIG])]
+    elif SYSTEM_CONFIG.exists():
+        candidates = [SYSTEM_CONFIG]
+    for candidate in candidates:
+        try:
+            return candidate.read_text(encoding="utf-8"), str(candidate)
+        except OSError as exc:
+            raise ConfigError(f"{candidate}: cannot read config: {exc.strerror or exc}") from None
+    return resources.files("crossbook").joinpath("default.toml").read_text(encoding="utf-8"), EMBEDDED
+
+
+def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate the settings (connector keys are checked by :meth:`Config.venues`)."""
+    environ = os.environ if environ is None else environ
+    text, source = locate(path, environ)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: " + f"\n{source}: ".join(_describe(exc))) from None
+    return Config(settings, source)
+
+
+def _describe(exc: ValidationError, prefix: str = "") -> list[str]:
+    out = []
+    for err in exc.errors():
+        key = ".".join(str(part) for part in (prefix, *err["loc"]) if part != "")
+        if err["type"] == "extra_forbidden":
+            out.append(f"{key}: unknown key")
+        elif err["type"] == "missing":
+            out.append(f"{key}: required key is missing")
+        else:
+            out.append(f"{key}: {err['msg']} (got {err['input']!r})")
+    return out

@@ -1,0 +1,198 @@
+"""The sans-I/O core: venue books, their states, and consolidated books.
+
+Connectors' events go in with an explicit ``now_ns``; what changed comes out as :class:`Changes`
+for the hub to turn into subscriber messages. No sockets, no clocks, no metrics here.
+
+A book's state is what its connector last said (``connecting``, ``syncing``, ``live``, ``down``),
+except that a live book of a venue silent for more than ``stale_after`` is ``stale``. Only live
+books are in the consolidated book; a book leaves it the moment it stops being live.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from crossbook.book import L2Book
+from crossbook.consolidated import ConsolidatedBook
+from crossbook.model import BookDelta, BookSnapshot, BookState, Event, Trade, VenueStatus
+
+
+@dataclass(slots=True)
+class StatusChange:
+    venue: str
+    symbol: str
+    state: BookState
+    reason: str | None
+    ts: int
+
+
+@dataclass(slots=True)
+class Changes:
+    """What one ingest or tick changed. ``books`` holds (symbol, venue) for venue books and
+    (symbol, None) for consolidated books."""
+
+    books: set[tuple[str, str | None]] = field(default_factory=set)
+    trades: list[tuple[str, Trade]] = field(default_factory=list)
+    statuses: list[StatusChange] = field(default_factory=list)
+    book_updates: list[str] = field(default_factory=list)
+    """Symbols of book events applied (one entry per event), for metrics."""
+    skipped: list[str] = field(default_factory=list)
+    """Why events were skipped (unknown symbol, delta before snapshot); counted and logged."""
+
+
+class VenueBook:
+    __slots__ = ("book", "state", "synced")
+
+    def __init__(self) -> None:
+        self.book = L2Book()
+        self.synced = BookState.CONNECTING
+        """What the connector last said."""
+        self.state = BookState.CONNECTING
+        """Effective state (``synced``, or ``stale`` when a live book's venue went silent)."""
+
+
+class Engine:
+    def __init__(self, venues: Mapping[str, Sequence[str]], stale_after_ns: int) -> None:
+        self.stale_after_ns = stale_after_ns
+        self.books: dict[tuple[str, str], VenueBook] = {}
+        self.consolidated: dict[str, ConsolidatedBook] = {}
+        self.venue_symbols: dict[str, tuple[str, ...]] = {}
+        self.last_message_ns: dict[str, int | None] = {}
+        self._stale: set[str] = set()
+        for venue, symbols in venues.items():
+            self.add_venue(venue, symbols)
+
+    def add_venue(self, venue: str, symbols: Sequence[str]) -> None:
+        self.venue_symbols[venue] = tuple(symbols)
+        self.last_message_ns[venue] = None
+        for symbol in symbols:
+            self.books[(symbol, venue)] = VenueBook()
+            self.consolidated.setdefault(symbol, ConsolidatedBook())
+
+    @property
+    def symbols(self) -> list[str]:
+        return sorted(self.consolidated)
+
+    def book(self, symbol: str, venue: str) -> L2Book:
+        return self.books[(symbol, venue)].book
+
+    def state(self, symbol: str, venue: str) -> BookState:
+        return self.books[(symbol, venue)].state
+
+    def not_live(self) -> list[tuple[str, str, BookState]]:
+        """(venue, symbol, state) of every book that is not live."""
+        return [
+            (venue, symbol, vb.state)
+            for (symbol, venue), vb in sorted(self.books.items())
+            if vb.state is not BookState.LIVE
+        ]
+
+    # -- ingest -------------------------------------------------------------------------------
+
+    def ingest(self, venue: str, events: Iterable[Event], now_ns: int) -> Changes:
+        """Apply one venue message's events; ``now_ns`` marks the venue as heard from."""
+        changes = Changes()
+        self.touch(venue, now_ns, changes)
+        books = self.books
+        for event in events:
+            if isinstance(event, BookDelta):
+                vb = books.get((event.symbol, venue))
+                if vb is None:
+                    changes.skipped.append(f"unknown symbol {event.symbol!r}")
+                elif vb.synced is not BookState.LIVE:
+                    changes.skipped.append(f"delta for {event.symbol} before its snapshot")
+                else:
+                    vb.book.apply(event.bids, event.asks)
+                    changes.books.add((event.symbol, venue))
+                    changes.book_updates.append(event.symbol)
+                    if vb.state is BookState.LIVE:
+                        self.consolidated[event.symbol].update(venue, event.bids, event.asks)
+                        changes.books.add((event.symbol, None))
+            elif isinstance(event, Trade):
+                if (event.symbol, venue) in books:
+                    changes.trades.append((venue, event))
+                else:
+                    changes.skipped.append(f"unknown symbol {event.symbol!r}")
+            elif isinstance(event, BookSnapshot):
+                vb = books.get((event.symbol, venue))
+                if vb is None:
+                    changes.skipped.append(f"unknown symbol {event.symbol!r}")
+                    continue
+                in_consolidation = vb.state is BookState.LIVE
+                if in_consolidation:
+                    self._leave(event.symbol, venue, vb, changes)
+                vb.book.replace(event.bids, event.asks)
+                changes.books.add((event.symbol, venue))
+                changes.book_updates.append(event.symbol)
+                if in_consolidation:
+                    self._enter(event.symbol, venue, vb, changes)
+                vb.synced = BookState.LIVE
+                self._settle(event.symbol, venue, vb, None, event.recv_ns, changes)
+            elif event.state is BookState.STALE:
+                changes.skipped.append("a connector cannot declare a book stale; the engine does")
+            else:
+                symbols = self.venue_symbols[venue] if event.symbol is None else (event.symbol,)
+                for symbol in symbols:
+                    vb = books.get((symbol, venue))
+                    if vb is None:
+                        changes.skipped.append(f"unknown symbol {symbol!r}")
+                        continue
+                    vb.synced = event.state
+                    self._settle(symbol, venue, vb, event.reason, event.recv_ns, changes)
+                    if event.state is not BookState.LIVE and vb.book:
+                        vb.book.clear()
+                        changes.books.add((symbol, venue))
+        return changes
+
+    def touch(self, venue: str, now_ns: int, changes: Changes) -> None:
+        """The venue was heard from: a silent venue's live books come back."""
+        self.last_message_ns[venue] = now_ns
+        if venue in self._stale:
+            self._stale.discard(venue)
+            for symbol in self.venue_symbols[venue]:
+                vb = self.books[(symbol, venue)]
+                self._settle(symbol, venue, vb, None, now_ns, changes)
+
+    def tick(self, now_ns: int) -> Changes:
+        """Mark venues silent for longer than ``stale_after`` as stale."""
+        changes = Changes()
+        for venue, last in self.last_message_ns.items():
+            if venue in self._stale or last is None or now_ns - last <= self.stale_after_ns:
+                continue
+            self._stale.add(venue)
+            for symbol in self.venue_symbols[venue]:
+                self._settle(symbol, venue, self.books[(symbol, venue)], "stale", now_ns, changes)
+        return changes
+
+    def venue_down(self, venue: str, reason: str, now_ns: int) -> Changes:
+        """The venue's connector stopped (crashed or was stopped): all its books go down."""
+        status = VenueStatus(None, BookState.DOWN, now_ns, reason)
+        changes = self.ingest(venue, (status,), now_ns)
+        self.last_message_ns[venue] = None
+        self._stale.discard(venue)
+        return changes
+
+    # -- state bookkeeping --------------------------------------------------------------------
+
+    def _settle(self, symbol: str, venue: str, vb: VenueBook, reason: str | None, ts: int, changes: Changes) -> None:
+        """Recompute a book's effective state; enter or leave consolidation on a change."""
+        stale = vb.synced is BookState.LIVE and venue in self._stale
+        state = BookState.STALE if stale else vb.synced
+        if state is vb.state:
+            return
+        if vb.state is BookState.LIVE:
+            self._leave(symbol, venue, vb, changes)
+        vb.state = state
+        if state is BookState.LIVE:
+            self._enter(symbol, venue, vb, changes)
+        changes.statuses.append(StatusChange(venue, symbol, state, reason, ts))
+
+    def _enter(self, symbol: str, venue: str, vb: VenueBook, changes: Changes) -> None:
+        self.consolidated[symbol].update(venue, vb.book.bids(), vb.book.asks())
+        changes.books.add((symbol, None))
+
+    def _leave(self, symbol: str, venue: str, vb: VenueBook, changes: Changes) -> None:
+        if vb.state is BookState.LIVE:
+            self.consolidated[symbol].remove(venue, vb.book.bids(), vb.book.asks())
+            changes.books.add((symbol, None))

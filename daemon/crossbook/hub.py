@@ -1,0 +1,370 @@
+"""Subscriptions and fan-out (sans-I/O).
+
+The hub turns the engine's :class:`~crossbook.engine.Changes` into channel messages and queues
+them on each subscribed :class:`Session`'s outbox; the I/O layer only drains outboxes. Book
+channels are grouped by depth: each group keeps the view it last sent (top ``depth`` levels a
+side) and sends the difference, so a delta applied to the subscriber's book always gives exactly
+the server's top ``depth`` at that ``seq``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from crossbook import protocol
+from crossbook.consolidated import BBO
+from crossbook.engine import Changes, Engine, StatusChange
+from crossbook.exact import text
+from crossbook.model import Trade
+from crossbook.protocol import Request, RequestError
+
+DEFAULT_DEPTH = 20
+
+View = dict[Decimal, tuple[Decimal, dict[str, Decimal] | None]]
+
+
+class Session:
+    """One API connection's state: its subscriptions and the frames waiting to be sent."""
+
+    __slots__ = ("__weakref__", "outbox", "subs")
+
+    def __init__(self) -> None:
+        self.outbox: deque[bytes] = deque()
+        self.subs: dict[str, Sub] = {}
+
+
+class Sub:
+    __slots__ = ("channel", "seq")
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self.seq = 0
+
+
+class Channel:
+    """Subscribers of one channel (of one depth, for books) and how to reach them."""
+
+    __slots__ = ("heads", "name", "sent", "subs")
+
+    def __init__(self, name: str, sent: Counter[str]) -> None:
+        self.name = name
+        self.sent = sent
+        self.subs: dict[Session, Sub] = {}
+        self.heads: dict[str, bytes] = {}
+
+    def head(self, kind: str) -> bytes:
+        head = self.heads.get(kind)
+        if head is None:
+            head = self.heads[kind] = protocol.channel_head(kind, self.name)
+        return head
+
+    def send_one(self, session: Session, kind: str, fields: dict[str, Any]) -> None:
+        sub = self.subs[session]
+        sub.seq += 1
+        session.outbox.append(protocol.frame(self.head(kind), sub.seq, protocol.channel_body(fields)))
+        self.sent[kind] += 1
+
+    def send(self, kind: str, fields: dict[str, Any], touched: set[Session]) -> None:
+        head = self.head(kind)
+        body = protocol.channel_body(fields)
+        frame = protocol.frame
+        for session, sub in self.subs.items():
+            sub.seq += 1
+            session.outbox.append(frame(head, sub.seq, body))
+        touched.update(self.subs)
+        self.sent[kind] += len(self.subs)
+
+
+class BookChannel(Channel):
+    __slots__ = ("asks", "bids", "depth", "symbol", "venue")
+
+    def __init__(self, name: str, sent: Counter[str], symbol: str, venue: str | None, depth: int) -> None:
+        super().__init__(name, sent)
+        self.symbol = symbol
+        self.venue = venue
+        self.depth = depth
+        self.bids: View = {}
+        self.asks: View = {}
+
+
+class BboChannel(Channel):
+    __slots__ = ("last", "symbol")
+
+    def __init__(self, name: str, sent: Counter[str], symbol: str) -> None:
+        super().__init__(name, sent)
+        self.symbol = symbol
+        self.last: BBO | None = None
+
+
+def _diff(old: View, new: View) -> list[tuple[Decimal, Decimal, dict[str, Decimal] | None]]:
+    out = [(p, s, a) for p, (s, a) in new.items() if old.get(p) != (s, a)]
+    out.extend((p, Decimal(0), {} if a is not None else None) for p, (_, a) in old.items() if p not in new)
+    return out
+
+
+def _levels(levels: list[tuple[Decimal, Decimal, dict[str, Decimal] | None]]) -> list[list[Any]]:
+    out: list[list[Any]] = []
+    for price, size, venues in levels:
+        if venues is None:
+            out.append([text(price), text(size)])
+        else:
+            out.append([text(price), text(size), {v: text(s) for v, s in venues.items()}])
+    return out
+
+
+def _bbo_side(side: tuple[Decimal, Decimal, tuple[str, ...]] | None) -> list[Any] | None:
+    return None if side is None else [text(side[0]), text(side[1]), list(side[2])]
+
+
+class Hub:
+    def __init__(self, engine: Engine, max_depth: int, venue_connectors: Mapping[str, str]) -> None:
+        self.engine = engine
+        self.max_depth = max_depth
+        self.default_depth = min(DEFAULT_DEPTH, max_depth)
+        self.venue_connectors = dict(venue_connectors)
+        self.sessions: set[Session] = set()
+        self.sent: Counter[str] = Counter()
+        """Messages queued to clients, by kind (channel message types and ``reply``)."""
+        self._books: dict[tuple[str, str | None], dict[int, BookChannel]] = {}
+        self._bbo: dict[str, BboChannel] = {}
+        self._trades: dict[str, Channel] = {}
+        self._status = Channel("status", self.sent)
+
+    # -- connections --------------------------------------------------------------------------
+
+    def open(self) -> Session:
+        session = Session()
+        self.sessions.add(session)
+        return session
+
+    def close(self, session: Session) -> None:
+        for sub in list(session.subs.values()):
+            self._drop(session, sub.channel)
+        session.subs.clear()
+        self.sessions.discard(session)
+
+    def receive(self, session: Session, data: str | bytes, now_ns: int) -> None:
+        """Handle one client frame; replies and snapshots go to ``session.outbox``."""
+        try:
+            req = protocol.parse_request(data, self.max_depth)
+            if req.op == "subscribe":
+                self._subscribe(session, req, now_ns)
+            elif req.op == "unsubscribe":
+                self._unsubscribe(session, req)
+            elif req.op == "ping":
+                self._reply(session, protocol.encode({"type": "pong", "id": req.id}))
+            else:
+                self._reply(session, protocol.encode(self.listing(req.id)))
+        except RequestError as exc:
+            self._reply(session, protocol.error(exc.code, exc.message, exc.request_id))
+
+    def _reply(self, session: Session, message: bytes) -> None:
+        session.outbox.append(message)
+        self.sent["reply"] += 1
+
+    def channel_names(self) -> list[str]:
+        names = ["status"]
+        for symbol in self.engine.symbols:
+            names += [f"book.{symbol}", f"bbo.{symbol}", f"trades.{symbol}"]
+            names += [f"book.{symbol}.{v}" for v, syms in self.engine.venue_symbols.items() if symbol in syms]
+        return names
+
+    def listing(self, request_id: Any) -> dict[str, Any]:
+        engine = self.engine
+        venues = [
+            {
+                "venue": venue,
+                "connector": self.venue_connectors.get(venue, venue),
+                "symbols": [{"symbol": s, "state": engine.state(s, venue).label} for s in symbols],
+            }
+            for venue, symbols in engine.venue_symbols.items()
+        ]
+        return {
+            "type": "list",
+            "id": request_id,
+            "venues": venues,
+            "symbols": engine.symbols,
+            "channels": self.channel_names(),
+            "max_depth": self.max_depth,
+        }
+
+    # -- subscriptions ------------------------------------------------------------------------
+
+    def _known(self, name: str) -> bool:
+        if name == "status":
+            return True
+        kind, _, rest = name.partition(".")
+        if kind == "book":
+            symbol, _, venue = rest.partition(".")
+            return (symbol, venue) in self.engine.books if venue else symbol in self.engine.consolidated
+        return kind in ("bbo", "trades") and rest in self.engine.consolidated
+
+    def _resolve(self, name: str, depth: int) -> Channel:
+        """Find or create the channel object for a known channel name."""
+        if name == "status":
+            return self._status
+        kind, _, rest = name.partition(".")
+        if kind == "book":
+            symbol, _, venue = rest.partition(".")
+            key = (symbol, venue or None)
+            groups = self._books.setdefault(key, {})
+            channel = groups.get(depth)
+            if channel is None:
+                channel = groups[depth] = BookChannel(name, self.sent, symbol, venue or None, depth)
+                channel.bids, channel.asks = self._views(channel)
+            return channel
+        if kind == "bbo":
+            bbo = self._bbo.get(rest)
+            if bbo is None:
+                bbo = self._bbo[rest] = BboChannel(name, self.sent, rest)
+                bbo.last = self.engine.consolidated[rest].bbo()
+            return bbo
+        trades = self._trades.get(rest)
+        if trades is None:
+            trades = self._trades[rest] = Channel(name, self.sent)
+        return trades
+
+    def _subscribe(self, session: Session, req: Request, now_ns: int) -> None:
+        depth = req.depth or self.default_depth
+        unknown = [c for c in req.channels if not self._known(c)]
+        if unknown:
+            raise RequestError("unknown_channel", f"unknown channel(s): {', '.join(unknown)}", req.id)
+        self._reply(
+            session,
+            protocol.encode({"type": "ack", "op": "subscribe", "id": req.id, "channels": req.channels}),
+        )
+        for name in req.channels:
+            channel = self._resolve(name, depth)
+            sub = session.subs.get(name)
+            if sub is not None:
+                if sub.channel is channel:
+                    continue
+                self._drop(session, sub.channel)  # a new depth: move groups, seq goes on
+                sub.channel = channel
+            else:
+                sub = session.subs[name] = Sub(channel)
+            channel.subs[session] = sub
+            self._first(session, channel, now_ns)
+
+    def _unsubscribe(self, session: Session, req: Request) -> None:
+        missing = [c for c in req.channels if c not in session.subs]
+        if missing:
+            raise RequestError("not_subscribed", f"not subscribed to: {', '.join(missing)}", req.id)
+        for name in req.channels:
+            self._drop(session, session.subs.pop(name).channel)
+        self._reply(
+            session,
+            protocol.encode({"type": "ack", "op": "unsubscribe", "id": req.id, "channels": req.channels}),
+        )
+
+    def _drop(self, session: Session, channel: Channel) -> None:
+        channel.subs.pop(session, None)
+        if channel.subs:
+            return
+        if isinstance(channel, BookChannel):
+            groups = self._books[(channel.symbol, channel.venue)]
+            del groups[channel.depth]
+            if not groups:
+                del self._books[(channel.symbol, channel.venue)]
+        elif isinstance(channel, BboChannel):
+            del self._bbo[channel.symbol]
+        elif channel is not self._status:
+            self._trades.pop(channel.name.partition(".")[2], None)
+
+    def _first(self, session: Session, channel: Channel, now_ns: int) -> None:
+        """What a new subscriber gets first: the channel's current state."""
+        if isinstance(channel, BookChannel):
+            fields = {
+                "ts": now_ns,
+                "bids": _levels(_diff({}, channel.bids)),
+                "asks": _levels(_diff({}, channel.asks)),
+            }
+            channel.send_one(session, "snapshot", fields)
+        elif isinstance(channel, BboChannel):
+            assert channel.last is not None
+            channel.send_one(session, "bbo", self._bbo_fields(channel.last, now_ns))
+        elif channel is self._status:
+            for (symbol, venue), vb in sorted(self.engine.books.items()):
+                channel.send_one(session, "status", self._status_fields(venue, symbol, vb.state.label, None, now_ns))
+
+    # -- publishing ---------------------------------------------------------------------------
+
+    def publish(self, changes: Changes, ts: int) -> set[Session]:
+        """Queue the messages for what changed; returns the sessions that got frames."""
+        touched: set[Session] = set()
+        for key in changes.books:
+            groups = self._books.get(key)
+            if groups:
+                for channel in groups.values():
+                    self._book_delta(channel, ts, touched)
+            if key[1] is None:
+                bbo = self._bbo.get(key[0])
+                if bbo is not None:
+                    self._bbo_update(bbo, ts, touched)
+        for venue, trade in changes.trades:
+            trades = self._trades.get(trade.symbol)
+            if trades is not None:
+                trades.send("trade", self._trade_fields(venue, trade), touched)
+        if self._status.subs:
+            for st in changes.statuses:
+                self._status.send("status", self._status_change_fields(st), touched)
+        return touched
+
+    def _views(self, channel: BookChannel) -> tuple[View, View]:
+        n = channel.depth
+        if channel.venue is None:
+            cb = self.engine.consolidated[channel.symbol]
+            return (
+                {p: (s, dict(a)) for p, s, a in cb.top_bids(n)},
+                {p: (s, dict(a)) for p, s, a in cb.top_asks(n)},
+            )
+        book = self.engine.book(channel.symbol, channel.venue)
+        return {p: (s, None) for p, s in book.top_bids(n)}, {p: (s, None) for p, s in book.top_asks(n)}
+
+    def _book_delta(self, channel: BookChannel, ts: int, touched: set[Session]) -> None:
+        bids, asks = self._views(channel)
+        dbids, dasks = _diff(channel.bids, bids), _diff(channel.asks, asks)
+        channel.bids, channel.asks = bids, asks
+        if dbids or dasks:
+            channel.send("delta", {"ts": ts, "bids": _levels(dbids), "asks": _levels(dasks)}, touched)
+
+    def _bbo_update(self, channel: BboChannel, ts: int, touched: set[Session]) -> None:
+        bbo = self.engine.consolidated[channel.symbol].bbo()
+        if bbo != channel.last:
+            channel.last = bbo
+            channel.send("bbo", self._bbo_fields(bbo, ts), touched)
+
+    @staticmethod
+    def _bbo_fields(bbo: BBO, ts: int) -> dict[str, Any]:
+        return {
+            "ts": ts,
+            "bid": _bbo_side(bbo.bid),
+            "ask": _bbo_side(bbo.ask),
+            "crossed": bbo.crossed,
+            "locked": bbo.locked,
+        }
+
+    @staticmethod
+    def _trade_fields(venue: str, trade: Trade) -> dict[str, Any]:
+        return {
+            "venue": venue,
+            "price": text(trade.price),
+            "size": text(trade.size),
+            "side": trade.side.value,
+            "id": trade.trade_id,
+            "ts": trade.venue_ns if trade.venue_ns is not None else trade.recv_ns,
+            "recv_ts": trade.recv_ns,
+        }
+
+    @staticmethod
+    def _status_fields(venue: str, symbol: str, state: str, reason: str | None, ts: int) -> dict[str, Any]:
+        fields: dict[str, Any] = {"venue": venue, "symbol": symbol, "state": state, "ts": ts}
+        if reason:
+            fields["reason"] = reason
+        return fields
+
+    def _status_change_fields(self, st: StatusChange) -> dict[str, Any]:
+        return self._status_fields(st.venue, st.symbol, st.state.label, st.reason, st.ts)

@@ -1,0 +1,90 @@
+"""Normalized events every connector emits, whatever the venue.
+
+Events are plain slotted dataclasses: cheap to build on the hot path and free of I/O. Each carries
+the venue's own timestamp when the venue gives one and the local receive time, both in ns since the
+epoch. The venue a connector speaks for is implied by the feed it publishes to.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+
+SYMBOL_RE = re.compile(r"^[A-Z0-9]+-[A-Z0-9]+(-[A-Z0-9]+)*$")
+"""``BASE-QUOTE`` upper case (``BTC-USDT``); derivatives add a suffix (``BTC-USDT-PERP``)."""
+
+Level = tuple[Decimal, Decimal]
+"""(price, size); a size of zero in a delta removes the level."""
+
+
+class BookState(enum.Enum):
+    """Where a venue's book for one symbol stands. The value is the ``crossbook_book_state`` gauge."""
+
+    DOWN = 0
+    CONNECTING = 1
+    SYNCING = 2
+    STALE = 3
+    LIVE = 4
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class Side(enum.Enum):
+    BUY = "buy"
+    SELL = "sell"
+
+
+@dataclass(slots=True)
+class BookSnapshot:
+    """The venue's whole book (as deep as it gives it) for one symbol; replaces what was there."""
+
+    symbol: str
+    bids: list[Level]
+    asks: list[Level]
+    recv_ns: int
+    venue_ns: int | None = None
+
+
+@dataclass(slots=True)
+class BookDelta:
+    """Absolute new sizes of changed levels, in the venue's order; size zero removes a level."""
+
+    symbol: str
+    bids: list[Level]
+    asks: list[Level]
+    recv_ns: int
+    venue_ns: int | None = None
+
+
+@dataclass(slots=True)
+class Trade:
+    """One trade; ``side`` is the aggressor's."""
+
+    symbol: str
+    price: Decimal
+    size: Decimal
+    side: Side
+    trade_id: str
+    recv_ns: int
+    venue_ns: int | None = None
+
+
+@dataclass(slots=True)
+class VenueStatus:
+    """A change in a book's sync state; ``symbol=None`` means every symbol of the venue.
+
+    ``reason`` says why a book left ``live`` (``gap``, ``checksum``, ``crossed``, ``reconnect``,
+    ``stale``, ``parse_error``, ``crash``); a move to ``syncing`` with a reason counts a resync.
+    """
+
+    symbol: str | None
+    state: BookState
+    recv_ns: int
+    reason: str | None = None
+
+
+Event = BookSnapshot | BookDelta | Trade | VenueStatus

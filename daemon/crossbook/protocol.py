@@ -1,0 +1,81 @@
+"""The API's wire format (sans-I/O): parsing client requests and encoding server messages.
+
+Every server message is encoded once per channel update; only the per-connection ``seq`` is
+spliced in per subscriber, so fan-out costs one byte-string format per subscriber.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+OPS = ("subscribe", "unsubscribe", "ping", "list")
+
+
+class RequestError(Exception):
+    """A client request the server refuses; becomes an ``error`` message, the connection stays."""
+
+    def __init__(self, code: str, message: str, request_id: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+
+
+@dataclass(slots=True)
+class Request:
+    op: str
+    id: Any
+    channels: list[str]
+    depth: int | None
+
+
+def parse_request(data: str | bytes, max_depth: int) -> Request:
+    """Validate one client frame; raises :class:`RequestError` naming what is wrong."""
+    try:
+        msg = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError("bad_json", f"not valid JSON: {exc}") from None
+    if not isinstance(msg, dict):
+        raise RequestError("bad_json", "a request must be a JSON object")
+    rid = msg.get("id")
+    if (rid is not None and not isinstance(rid, int | str)) or isinstance(rid, bool):
+        raise RequestError("bad_request", "'id' must be an integer or a string")
+    op = msg.get("op")
+    if op not in OPS:
+        raise RequestError("unknown_op", f"unknown op {op!r}; expected one of {', '.join(OPS)}", rid)
+    channels: list[str] = []
+    depth = None
+    if op in ("subscribe", "unsubscribe"):
+        channels = msg.get("channels")  # type: ignore[assignment]
+        if not isinstance(channels, list) or not channels or not all(isinstance(c, str) for c in channels):
+            raise RequestError("bad_request", "'channels' must be a non-empty list of strings", rid)
+        if op == "subscribe" and "depth" in msg:
+            depth = msg["depth"]
+            if not isinstance(depth, int) or isinstance(depth, bool) or not 1 <= depth <= max_depth:
+                raise RequestError("bad_depth", f"'depth' must be an integer from 1 to {max_depth}", rid)
+    return Request(op, rid, list(dict.fromkeys(channels)), depth)
+
+
+def encode(msg: dict[str, Any]) -> bytes:
+    return orjson.dumps(msg)
+
+
+def error(code: str, message: str, request_id: Any = None) -> bytes:
+    return orjson.dumps({"type": "error", "id": request_id, "code": code, "message": message})
+
+
+def channel_head(kind: str, channel: str) -> bytes:
+    """The fixed start of a channel message, up to where ``seq`` goes."""
+    return orjson.dumps({"type": kind, "channel": channel})[:-1] + b',"seq":'
+
+
+def channel_body(fields: dict[str, Any]) -> bytes:
+    """The rest of a channel message after ``seq``."""
+    return b"," + orjson.dumps(fields)[1:]
+
+
+def frame(head: bytes, seq: int, body: bytes) -> bytes:
+    return b"%b%d%b" % (head, seq, body)
