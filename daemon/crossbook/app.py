@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from functools import partial
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import anyio

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -49,7 +49,8 @@ class VenueMetrics:
 class Metrics:
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
-        Info("crossbook_build", "Build information", registry=r).info({"version": __version__})
+        build = Gauge("crossbook_build_info", "Build information (always 1)", ["version"], registry=r)
+        build.labels(__version__).set(1)
         self.venue_messages = Counter(
             "crossbook_venue_messages_total", "Messages received from a venue", ["venue"], registry=r
         )

@@ -1,0 +1,92 @@
+"""Helpers for tests that run a whole daemon, in this process or in a child process."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import anyio
+
+from crossbook.app import Addresses, Daemon
+from crossbook.config import load
+from crossbook.plugins import load_connectors
+
+TESTS = Path(__file__).parent
+ROOT = TESTS.parent
+
+
+@contextlib.asynccontextmanager
+async def running_daemon(tmp_path: Path, toml: str) -> AsyncIterator[tuple[Daemon, Addresses]]:
+    """Run a daemon in this event loop on ephemeral ports; cancelled on exit."""
+    path = tmp_path / "crossbook.toml"
+    path.write_text(toml + '\n[server]\nhost = "127.0.0.1"\nport = 0\n[metrics]\nhost = "127.0.0.1"\nport = 0\n')
+    config = load(path, environ={})
+    registry = load_connectors(config.settings.plugins, config.settings.disabled_plugins)
+    daemon = Daemon(config, config.venues(registry))
+    async with anyio.create_task_group() as tg:
+        addresses = await tg.start(lambda task_status: daemon.run(handle_signals=False, task_status=task_status))
+        yield daemon, addresses
+        tg.cancel_scope.cancel()
+
+
+class DaemonProcess:
+    """A ``python -m crossbook run`` child; its stderr is drained into ``lines`` by a thread."""
+
+    def __init__(self, args: tuple[str, ...], env: dict[str, str]) -> None:
+        self.lines: list[str] = []
+        self.api_port = self.metrics_port = 0
+        self._started = threading.Event()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "crossbook", "run", *args],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            env=env,
+        )
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line)
+            if m := re.search(r"metrics on http://[\d.]+:(\d+)/", line):
+                self.metrics_port = int(m.group(1))
+            if m := re.search(r"API listening on ws://[\d.]+:(\d+)/", line):
+                self.api_port = int(m.group(1))
+                self._started.set()
+        self._started.set()
+
+    def wait_started(self, timeout: float = 30) -> None:
+        self._started.wait(timeout)
+        assert self.api_port, "daemon did not start:\n" + self.log
+        assert self.metrics_port, "daemon did not start:\n" + self.log
+
+    @property
+    def log(self) -> str:
+        return "".join(self.lines)
+
+
+@contextlib.contextmanager
+def daemon_process(*args: str, env: dict[str, str] | None = None) -> Iterator[DaemonProcess]:
+    """Start the daemon in a child process on ephemeral ports, killed on exit if still running."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("CROSSBOOK_")}
+    full_env |= {
+        "CROSSBOOK_SERVER__PORT": "0",
+        "CROSSBOOK_METRICS__PORT": "0",
+        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+        **(env or {}),
+    }
+    daemon = DaemonProcess(args, full_env)
+    try:
+        daemon.wait_started()
+        yield daemon
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.proc.kill()
+        daemon.proc.wait(10)

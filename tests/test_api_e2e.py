@@ -1,0 +1,263 @@
+"""The API end to end: a daemon in this process, real websockets clients, a test-driven venue."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import anyio
+import orjson
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+
+import scripted_plugin
+from crossbook.app import Addresses, Daemon
+from crossbook.client import Mirror
+from crossbook.connector import Feed
+from crossbook.exact import text
+from crossbook.model import BookDelta, BookSnapshot, BookState, Level, Side, Trade, VenueStatus
+from support import running_daemon
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
+
+VENUES = """
+plugins = ["scripted_plugin"]
+[consolidated]
+depth = 10
+stale_after = {stale}
+[venues.alpha]
+connector = "scripted"
+symbols = ["BTC-USDT", "ETH-USDT"]
+[venues.beta]
+connector = "scripted"
+symbols = ["BTC-USDT"]
+"""
+
+
+@pytest.fixture
+async def daemon(tmp_path: Path) -> AsyncIterator[tuple[Daemon, Addresses]]:
+    async with running_daemon(tmp_path, VENUES.format(stale=60)) as running:
+        yield running
+
+
+class Client:
+    """A websockets client that mirrors its channels and checks every seq."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.mirror = Mirror()
+        self.ids = 0
+        self.received: list[dict[str, Any]] = []
+
+    async def request(self, **msg: Any) -> dict[str, Any]:
+        """Send a request and read up to its reply, applying channel messages on the way."""
+        self.ids += 1
+        await self.ws.send(orjson.dumps({**msg, "id": self.ids}).decode())
+        while True:
+            reply = await self.next()
+            if reply.get("id") == self.ids and "channel" not in reply:
+                return reply
+
+    async def next(self) -> dict[str, Any]:
+        msg: dict[str, Any] = orjson.loads(await self.ws.recv())
+        self.received.append(msg)
+        self.mirror.apply(msg)
+        return msg
+
+    async def sync(self) -> None:
+        """Everything queued before now has arrived (replies are queued behind channel messages)."""
+        assert (await self.request(op="ping"))["type"] == "pong"
+
+
+def url(addresses: Addresses) -> str:
+    return f"ws://127.0.0.1:{addresses.api_port}/v1/stream"
+
+
+def random_levels(rng: random.Random, mid: int, n: int, zero_share: float = 0.3) -> tuple[list[Level], list[Level]]:
+    def level(side: int) -> Level:
+        price = Decimal(mid + side * rng.randint(1, 40)) / 10
+        size = Decimal(0) if rng.random() < zero_share else Decimal(rng.randint(1, 10**6)) / 10**4
+        return price, size
+
+    return [level(-1) for _ in range(n)], [level(1) for _ in range(n)]
+
+
+def server_view(daemon: Daemon, symbol: str, venue: str | None, depth: int) -> dict[str, list[Any]]:
+    """The daemon's book as a client should have it."""
+    if venue is None:
+        book = daemon.engine.consolidated[symbol]
+        return {
+            side: [(text(p), text(s), {v: text(x) for v, x in a.items()}) for p, s, a in levels]
+            for side, levels in (("bids", book.top_bids(depth)), ("asks", book.top_asks(depth)))
+        }
+    vbook = daemon.engine.book(symbol, venue)
+    return {
+        side: [(text(p), text(s), None) for p, s in levels]
+        for side, levels in (("bids", vbook.top_bids(depth)), ("asks", vbook.top_asks(depth)))
+    }
+
+
+def client_view(client: Client, channel: str) -> dict[str, list[Any]]:
+    book = client.mirror.books[channel]
+    return {"bids": book.top("bids"), "asks": book.top("asks")}
+
+
+async def live_feeds(*venues: str) -> dict[str, Feed]:
+    return {v: await scripted_plugin.feed(v) for v in venues}
+
+
+async def test_reconstructed_books_equal_the_daemons_at_every_check(daemon: tuple[Daemon, Addresses]) -> None:
+    d, addresses = daemon
+    feeds = await live_feeds("alpha", "beta")
+    rng = random.Random(7)
+    async with connect(url(addresses)) as ws:
+        client = Client(ws)
+        channels = ["book.BTC-USDT", "book.BTC-USDT.alpha", "bbo.BTC-USDT", "trades.BTC-USDT", "status"]
+        ack = await client.request(op="subscribe", channels=channels, depth=5)
+        assert ack == {"type": "ack", "op": "subscribe", "id": 1, "channels": channels}
+        deep = Client(await connect(url(addresses)))
+        await deep.request(op="subscribe", channels=["book.BTC-USDT"], depth=10)
+        for feed in feeds.values():
+            bids, asks = random_levels(rng, 650000, 30, zero_share=0)
+            now = feed.now_ns()
+            feed.publish([BookSnapshot("BTC-USDT", bids, asks, now)])
+        trades = 0
+        for step in range(3000):
+            venue = rng.choice(["alpha", "beta"])
+            feed = feeds[venue]
+            now = feed.now_ns()
+            roll = rng.random()
+            if roll < 0.01:
+                feed.publish([VenueStatus("BTC-USDT", BookState.SYNCING, now, "gap")])
+                bids, asks = random_levels(rng, 650000, 20, zero_share=0)
+                feed.publish([BookSnapshot("BTC-USDT", bids, asks, now)])
+            elif roll < 0.05:
+                trades += 1
+                feed.publish([Trade("BTC-USDT", Decimal("65000.1"), Decimal("0.5"), Side.BUY, str(step), now, now)])
+            else:
+                bids, asks = random_levels(rng, 650000, rng.randint(1, 6))
+                feed.publish([BookDelta("BTC-USDT", bids, asks, now)])
+            if step % 50 == 0:
+                await client.sync()
+                await deep.sync()
+                assert client_view(client, "book.BTC-USDT") == server_view(d, "BTC-USDT", None, 5)
+                assert client_view(client, "book.BTC-USDT.alpha") == server_view(d, "BTC-USDT", "alpha", 5)
+                assert client_view(deep, "book.BTC-USDT") == server_view(d, "BTC-USDT", None, 10)
+        await client.sync()
+        assert client_view(client, "book.BTC-USDT") == server_view(d, "BTC-USDT", None, 5)
+        assert client.mirror.seq["book.BTC-USDT"] > 1000
+        kinds = {m["type"] for m in client.received}
+        assert {"snapshot", "delta", "bbo", "trade", "status"} <= kinds
+        assert sum(m["type"] == "trade" for m in client.received) == trades
+        last_bbo = [m for m in client.received if m["type"] == "bbo"][-1]
+        bbo = d.engine.consolidated["BTC-USDT"].bbo()
+        assert bbo.bid is not None
+        assert last_bbo["bid"] == [text(bbo.bid[0]), text(bbo.bid[1]), list(bbo.bid[2])]
+        assert last_bbo["crossed"] == bbo.crossed
+        await deep.ws.close()
+
+
+async def test_errors_keep_the_connection_open(daemon: tuple[Daemon, Addresses]) -> None:
+    _, addresses = daemon
+    async with connect(url(addresses)) as ws:
+        client = Client(ws)
+        await ws.send("{not json")
+        assert (await client.next())["code"] == "bad_json"
+        await ws.send("[1, 2]")
+        assert (await client.next())["code"] == "bad_json"
+        cases: list[tuple[dict[str, Any], str]] = [
+            ({"op": "dance"}, "unknown_op"),
+            ({"op": "subscribe"}, "bad_request"),
+            ({"op": "subscribe", "channels": "book.BTC-USDT"}, "bad_request"),
+            ({"op": "subscribe", "channels": ["book.DOGE-USDT"]}, "unknown_channel"),
+            ({"op": "subscribe", "channels": ["book.BTC-USDT.gamma"]}, "unknown_channel"),
+            ({"op": "subscribe", "channels": ["candles.BTC-USDT"]}, "unknown_channel"),
+            ({"op": "subscribe", "channels": ["book.BTC-USDT"], "depth": 0}, "bad_depth"),
+            ({"op": "subscribe", "channels": ["book.BTC-USDT"], "depth": 11}, "bad_depth"),
+            ({"op": "subscribe", "channels": ["book.BTC-USDT"], "depth": "5"}, "bad_depth"),
+            ({"op": "unsubscribe", "channels": ["book.BTC-USDT"]}, "not_subscribed"),
+        ]
+        for request, code in cases:
+            reply = await client.request(**request)
+            assert reply["type"] == "error", request
+            assert reply["code"] == code, request
+            assert reply["id"] == client.ids
+            assert reply["message"]
+        assert client.mirror.seq == {}
+        await client.sync()
+
+
+async def test_list_unsubscribe_and_several_clients(daemon: tuple[Daemon, Addresses]) -> None:
+    _, addresses = daemon
+    feeds = await live_feeds("alpha", "beta")
+    async with connect(url(addresses)) as ws1, connect(url(addresses)) as ws2:
+        one, two = Client(ws1), Client(ws2)
+        listing = await one.request(op="list")
+        assert listing["type"] == "list"
+        assert listing["symbols"] == ["BTC-USDT", "ETH-USDT"]
+        assert {v["venue"]: v["connector"] for v in listing["venues"]} == {"alpha": "scripted", "beta": "scripted"}
+        assert "book.ETH-USDT.alpha" in listing["channels"]
+        assert "book.ETH-USDT.beta" not in listing["channels"]
+        await one.request(op="subscribe", channels=["book.ETH-USDT", "bbo.ETH-USDT"])
+        await two.request(op="subscribe", channels=["book.ETH-USDT"], depth=3)
+        alpha = feeds["alpha"]
+        alpha.publish([BookSnapshot("ETH-USDT", [(Decimal("3000.5"), Decimal("2"))], [], alpha.now_ns())])
+        await one.sync()
+        await two.sync()
+        assert client_view(one, "book.ETH-USDT")["bids"] == [("3000.5", "2", {"alpha": "2"})]
+        assert client_view(two, "book.ETH-USDT")["bids"] == [("3000.5", "2", {"alpha": "2"})]
+        ack = await one.request(op="unsubscribe", channels=["book.ETH-USDT"])
+        assert ack["type"] == "ack"
+        before = len(one.received)
+        alpha.publish([BookDelta("ETH-USDT", [(Decimal("3000.5"), Decimal("3"))], [], alpha.now_ns())])
+        await one.sync()
+        await two.sync()
+        assert not [m for m in one.received[before:] if m.get("channel") == "book.ETH-USDT"]
+        assert client_view(two, "book.ETH-USDT")["bids"] == [("3000.5", "3", {"alpha": "3"})]
+
+
+async def test_stale_venue_leaves_and_rejoins_consolidation(tmp_path: Path) -> None:
+    async with running_daemon(tmp_path, VENUES.format(stale=0.3)) as (d, addresses):
+        feeds = await live_feeds("alpha", "beta")
+        async with connect(url(addresses)) as ws:
+            client = Client(ws)
+            await client.request(op="subscribe", channels=["book.BTC-USDT", "status"])
+            for venue, price in (("alpha", "100"), ("beta", "101")):
+                feed = feeds[venue]
+                feed.publish([BookSnapshot("BTC-USDT", [(Decimal(price), Decimal(1))], [], feed.now_ns())])
+            with anyio.fail_after(5):
+                while True:  # keep beta talking; alpha falls silent
+                    feeds["beta"].heard()
+                    msg = await client.next()
+                    if msg["type"] == "status" and msg["venue"] == "alpha" and msg["state"] == "stale":
+                        break
+            await client.sync()
+            assert client_view(client, "book.BTC-USDT")["bids"] == [("101", "1", {"beta": "1"})]
+            assert d.engine.state("BTC-USDT", "alpha") is BookState.STALE
+            feeds["alpha"].heard()
+            await client.sync()
+            assert [m["state"] for m in client.received if m.get("venue") == "alpha"][-1] == "live"
+            assert client_view(client, "book.BTC-USDT")["bids"] == [
+                ("101", "1", {"beta": "1"}),
+                ("100", "1", {"alpha": "1"}),
+            ]
+
+
+async def test_crashing_connector_is_restarted_while_the_api_serves(tmp_path: Path) -> None:
+    toml = VENUES.format(stale=60) + '[venues.crasher]\nconnector = "scripted"\nsymbols = ["BTC-USDT"]\ncrash = true\n'
+    async with running_daemon(tmp_path, toml) as (d, addresses):
+        with anyio.fail_after(20):
+            await scripted_plugin.wait_starts("crasher", 3)
+        async with connect(url(addresses)) as ws:
+            client = Client(ws)
+            await client.sync()
+            listing = await client.request(op="list")
+            states = {v["venue"]: v["symbols"][0]["state"] for v in listing["venues"]}
+            assert states["crasher"] == "down"
+        restarts = d.metrics.registry.get_sample_value("crossbook_connector_restarts_total", {"venue": "crasher"})
+        assert restarts is not None
+        assert restarts >= 2
+        assert d.metrics.registry.get_sample_value("crossbook_connector_restarts_total", {"venue": "alpha"}) == 0
