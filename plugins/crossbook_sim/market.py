@@ -85,6 +85,7 @@ class SimBook:
         self.size_exp = -size_decimals
         self.offset = ((stable_hash(venue + symbol) % 61) - 30) / 1e6  # within +-0.3 bp
         self.noise = 0.0
+        self.noise_step: int | None = None
         self.half_spread = 0.0001  # 1 bp
         self.bids: dict[int, Decimal] = {}
         self.asks: dict[int, Decimal] = {}
@@ -107,8 +108,11 @@ class SimBook:
         return Decimal(units).scaleb(self.size_exp)
 
     def _targets(self, now_ns: int) -> tuple[int, int]:
-        self.noise = 0.9 * self.noise + self.rng.gauss(0.0, 0.00002)
-        mid = self.mid.at(now_ns) * (1.0 + self.offset + self.noise) / float(self.tick)
+        shared = self.mid.at(now_ns)
+        if self.mid.step != self.noise_step:  # the venue's noise moves with the shared mid's steps
+            self.noise_step = self.mid.step
+            self.noise = 0.9 * self.noise + self.rng.gauss(0.0, 0.00002)
+        mid = shared * (1.0 + self.offset + self.noise) / float(self.tick)
         half = max(0.5, mid * self.half_spread)
         bid = math.floor(mid - half)
         return bid, max(bid + 1, math.ceil(mid + half))
@@ -149,24 +153,25 @@ class SimBook:
         return BookDelta(self.symbol, bids, asks, recv_ns=now_ns, venue_ns=now_ns)
 
     def _shift(self, book: dict[int, Decimal], old: int, new: int, way: int, out: list[Level]) -> None:
-        """Re-anchor one side from best index ``old`` to ``new`` (``way`` -1 for bids, +1 asks)."""
+        """Re-anchor one side from best index ``old`` to ``new`` (``way`` -1 for bids, +1 asks).
+
+        The side always spans ``levels`` indices from its best; only the indices that leave or
+        enter that span change, so the cost is the size of the move, not the depth.
+        """
         if old == new:
             return
         p = self.price
-        worst_old = old + way * (self.levels - 1)
-        worst_new = new + way * (self.levels - 1)
-        # Levels now outside [new, worst_new] go; missing ones inside it come.
-        for index in [i for i in book if (i - new) * way < 0 or (i - worst_new) * way > 0]:
-            del book[index]
-            out.append((p(index), Decimal(0)))
-        lo, hi = sorted((new, worst_new))
-        olo, ohi = sorted((old, worst_old))
-        for index in range(lo, hi + 1):
-            if olo <= index <= ohi:
-                continue
-            size = self._size(abs(index - new))
-            book[index] = size
-            out.append((p(index), size))
+        span = way * (self.levels - 1)
+        old_lo, old_hi = sorted((old, old + span))
+        new_lo, new_hi = sorted((new, new + span))
+        for lo, hi in ((old_lo, min(old_hi, new_lo - 1)), (max(old_lo, new_hi + 1), old_hi)):
+            for index in range(lo, hi + 1):
+                if book.pop(index, None) is not None:
+                    out.append((p(index), Decimal(0)))
+        for lo, hi in ((new_lo, min(new_hi, old_lo - 1)), (max(new_lo, old_hi + 1), new_hi)):
+            for index in range(lo, hi + 1):
+                size = book[index] = self._size(abs(index - new))
+                out.append((p(index), size))
 
     def _poisson(self, lam: float) -> int:
         n, threshold, prod = 0, math.exp(-lam), self.rng.random()

@@ -1,0 +1,189 @@
+"""Benchmark: ``python -m crossbook.bench [--seconds S] [--subscribers N] [--rate R]``.
+
+Two bounded scenarios, all on this machine, printed as a table and as JSON:
+
+1. ``core``: pre-generated sim deltas for 3 venues pushed through the engine (venue books and
+   consolidation) and the hub (diffing and encoding for subscribed sessions, no sockets):
+   level updates/s the core sustains on one core.
+2. ``e2e``: the daemon in a child process with 3 sim venues at ``--rate`` messages/s each, and
+   ``--subscribers`` WebSocket clients here subscribed to ``book.BTC-USDT`` and ``bbo.BTC-USDT``:
+   venue messages/s ingested, messages/s delivered, latency from the venue message's local
+   receive to the client's receive (p50/p99/max), and the daemon's peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import anyio
+import orjson
+
+from crossbook.engine import Engine
+from crossbook.hub import Hub
+from crossbook.model import BookDelta
+
+VENUES = ("sim-a", "sim-b", "sim-c")
+
+
+def bench_core(seconds: float, subscribers: int) -> dict[str, Any]:
+    from crossbook_sim.market import SimBook, shared_mid, stable_hash
+
+    engine = Engine({v: ["BTC-USDT"] for v in VENUES}, stale_after_ns=10**15)
+    hub = Hub(engine, 50, {v: "sim" for v in VENUES})
+    books = {
+        v: SimBook(v, "BTC-USDT", levels=200, tick=None, rng=random.Random(stable_hash(v)), mid=shared_mid("BTC-USDT"))
+        for v in VENUES
+    }
+    t = time.time_ns()
+    for venue, book in books.items():
+        engine.ingest(venue, [book.snapshot(t)], t)
+    sessions = [hub.open() for _ in range(subscribers)]
+    for s in sessions:
+        hub.receive(s, b'{"op":"subscribe","id":1,"channels":["book.BTC-USDT","bbo.BTC-USDT"],"depth":20}', t)
+    deltas: list[tuple[str, BookDelta]] = []
+    for i in range(20_000):
+        t += 1_000_000
+        venue = VENUES[i % 3]
+        deltas.append((venue, books[venue].step(t)))
+    levels = messages = sent = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    while time.perf_counter() < deadline:
+        for venue, delta in deltas:
+            changes = engine.ingest(venue, (delta,), delta.recv_ns)
+            for s in hub.publish(changes, delta.recv_ns):
+                sent += len(s.outbox)
+                s.outbox.clear()
+            levels += len(delta.bids) + len(delta.asks)
+            messages += 1
+            if messages % 1000 == 0 and time.perf_counter() >= deadline:
+                break
+        # replaying the same deltas again is still valid: absolute sizes, removals of absent levels ok
+    elapsed = time.perf_counter() - start
+    return {
+        "level_updates_per_s": levels / elapsed,
+        "venue_messages_per_s": messages / elapsed,
+        "client_messages_per_s": sent / elapsed,
+        "subscribers": subscribers,
+    }
+
+
+def _metric(port: int, name: str) -> float:
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    return sum(float(m.group(1)) for m in re.finditer(rf"^{name}(?:{{[^}}]*}})? (\S+)$", body, flags=re.M))
+
+
+def bench_e2e(seconds: float, subscribers: int, rate: float) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "bench.toml"
+        config.write_text(
+            "[server]\nport = 0\n[metrics]\nport = 0\n"
+            + "".join(f'[venues.{v}]\nconnector = "sim"\nsymbols = ["BTC-USDT"]\nrate = {rate}\n' for v in VENUES)
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "crossbook", "-q", "run", "--config", str(config)],
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "CROSSBOOK_SERVER__PORT": "0", "CROSSBOOK_METRICS__PORT": "0"},
+        )
+        try:
+            api, metrics = _ports(proc)
+            figures: dict[str, Any] = anyio.run(_clients, api, metrics, seconds, subscribers)
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            peak_kib = re.search(r"VmHWM:\s+(\d+)", status)
+            figures["daemon_peak_rss_mib"] = int(peak_kib.group(1)) / 1024 if peak_kib else float("nan")
+            return figures
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def _ports(proc: subprocess.Popen[str]) -> tuple[int, int]:
+    # -q hides info logs, so ask the OS which ports the child listens on.
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
+        ports = sorted(int(m.group(1)) for m in re.finditer(rf":(\d+)\s.*pid={proc.pid},", out))
+        if len(ports) >= 2:
+            for port in ports:
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2)
+                    return next(p for p in ports if p != port), port
+                except OSError:
+                    continue
+        time.sleep(0.1)
+    raise RuntimeError("daemon did not start")
+
+
+async def _clients(api: int, metrics: int, seconds: float, subscribers: int) -> dict[str, Any]:
+    from websockets.asyncio.client import connect
+
+    latencies: list[int] = []
+    received = [0]
+
+    async def client() -> None:
+        async with connect(f"ws://127.0.0.1:{api}/v1/stream", max_size=None) as ws:
+            await ws.send('{"op":"subscribe","id":1,"channels":["book.BTC-USDT","bbo.BTC-USDT"],"depth":20}')
+            while True:
+                data = await ws.recv()
+                now = time.time_ns()
+                received[0] += 1
+                if received[0] % 7 == 0:
+                    msg = orjson.loads(data)
+                    if msg.get("type") == "delta":
+                        latencies.append(now - msg["ts"])
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(subscribers):
+            tg.start_soon(client)
+        await anyio.sleep(1.0)  # warm up: subscriptions and snapshots
+        latencies.clear()
+        msgs0, recv0, t0 = _metric(metrics, "crossbook_venue_messages_total"), received[0], time.perf_counter()
+        await anyio.sleep(seconds)
+        msgs1, recv1, t1 = _metric(metrics, "crossbook_venue_messages_total"), received[0], time.perf_counter()
+        tg.cancel_scope.cancel()
+    lat = sorted(latencies) or [0]
+    return {
+        "venue_messages_per_s": (msgs1 - msgs0) / (t1 - t0),
+        "client_messages_per_s": (recv1 - recv0) / (t1 - t0),
+        "latency_p50_us": lat[len(lat) // 2] / 1e3,
+        "latency_p99_us": lat[int(len(lat) * 0.99)] / 1e3,
+        "latency_max_us": lat[-1] / 1e3,
+        "latency_mean_us": statistics.fmean(lat) / 1e3,
+        "subscribers": subscribers,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m crossbook.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="measuring time per scenario")
+    parser.add_argument("--subscribers", type=int, default=10, help="API subscribers")
+    parser.add_argument("--rate", type=float, default=1000.0, help="e2e: messages/s of each of the 3 sim venues")
+    parser.add_argument("--only", choices=["core", "e2e"], help="run one scenario")
+    args = parser.parse_args(argv)
+    results: dict[str, dict[str, Any]] = {}
+    if args.only in (None, "core"):
+        results["core"] = bench_core(args.seconds, args.subscribers)
+    if args.only in (None, "e2e"):
+        results["e2e"] = bench_e2e(args.seconds, args.subscribers, args.rate)
+    for scenario, figures in results.items():
+        print(f"[{scenario}]")
+        for key, value in figures.items():
+            print(f"  {key:<24} {value:>14,.1f}" if isinstance(value, float) else f"  {key:<24} {value:>14}")
+    print(orjson.dumps(results).decode())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
