@@ -63,6 +63,9 @@ class VenueFeed:
                 vm.lag.observe(max(0, recv_ns - venue_ns) / 1e9)
         self.daemon.dispatch(self.daemon.engine.ingest(self.venue, events, now), recv_ns, self)
 
+    def skip(self, reason: str) -> None:
+        self.daemon.dispatch(Changes(skipped=[reason]), time.time_ns(), self)
+
     def heard(self) -> None:
         changes = Changes()
         now = time.time_ns()

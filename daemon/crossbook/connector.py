@@ -39,6 +39,9 @@ class Feed(Protocol):
     def heard(self) -> None:
         """Say the venue sent something without events (heartbeat, ack): it is not silent."""
 
+    def skip(self, reason: str) -> None:
+        """Count and log (rate-limited) something unusable from the venue, e.g. a garbage frame."""
+
 
 class Connector(Protocol):
     async def run(self, feed: Feed) -> None:

@@ -1,0 +1,320 @@
+"""The toolkit's I/O half: runs a :class:`~crossbook.venue.VenueProtocol` as a connector.
+
+It owns the WebSocket sessions (subscribe, protocol or application pings, idle timeout for
+silent stalls), the REST snapshot scheduler, reconnects forever with capped exponential backoff
+and full jitter, and planned reconnects: when the venue announces a disconnect (or a connection
+reaches the venue's maximum age) a second connection is opened and builds its books privately;
+each symbol switches over the moment its new book is live (subscribers see a diff, not a gap)
+and the old connection closes once it serves nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import anyio
+from anyio.abc import TaskGroup
+from pydantic import Field
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import WebSocketException
+
+from crossbook.connector import ConnectorConfig, Feed
+from crossbook.model import BookSnapshot, BookState, Event, Trade
+from crossbook.rest import SnapshotScheduler
+from crossbook.supervisor import HEALTHY_AFTER, backoff
+from crossbook.sync import Action, BookSync, FetchSnapshot
+from crossbook.venue import (
+    BookUpdate,
+    ConnectionState,
+    Reconnect,
+    Rejected,
+    Resync,
+    Send,
+    Stream,
+    VenueProtocol,
+)
+
+log = logging.getLogger("crossbook.streaming")
+
+HANDOVER_TIMEOUT = 60.0
+"""A planned reconnect gives up waiting for the new connection's books after this long."""
+PARSE_ERRORS = (ValueError, KeyError, TypeError, IndexError, ArithmeticError)
+
+
+class StreamingConfig(ConnectorConfig):
+    """Keys every streaming connector has; connectors subclass it and set their defaults."""
+
+    ws_url: str
+    rest_url: str | None = None
+    idle_timeout: float | None = Field(None, gt=0)
+    """Seconds without any frame before a connection counts as stalled (default: the venue's)."""
+    snapshot_weight_per_minute: float = Field(600.0, gt=0)
+    """REST request weight the venue may spend per minute on snapshots."""
+
+
+class _Reconnect(Exception):
+    """Leave this connection and open a new one (not planned: the books resync)."""
+
+
+@dataclass(eq=False)
+class _Session:
+    stream: Stream
+    state: ConnectionState = field(default_factory=ConnectionState)
+    syncs: dict[str, BookSync] = field(default_factory=dict)
+    ws: ClientConnection | None = None
+    planned: str | None = None
+    """Why a planned reconnect was started from this session."""
+    done: anyio.Event = field(default_factory=anyio.Event)
+    """Set when this session serves no active book any more (handed over)."""
+
+
+class StreamingConnector:
+    def __init__(
+        self,
+        venue: str,
+        symbols: Sequence[str],
+        protocol: VenueProtocol,
+        make_sync: Callable[[str], BookSync],
+        *,
+        weight_per_minute: float = 600.0,
+        idle_timeout: float | None = None,
+        max_connection_age: float | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.venue = venue
+        self.symbols = tuple(symbols)
+        self.protocol = protocol
+        self.make_sync = make_sync
+        self.weight_per_minute = weight_per_minute
+        self.idle_timeout = idle_timeout or protocol.idle_timeout
+        self.max_connection_age = max_connection_age
+        self.rng = rng or random.Random()
+        self.active: dict[str, BookSync] = {}
+        self.waiting: dict[str, list[BookSync]] = {}
+        self.sessions: set[_Session] = set()
+        self.feed: Feed
+
+    async def run(self, feed: Feed) -> None:
+        self.feed = feed
+        self.scheduler = SnapshotScheduler(
+            self.venue, self.protocol.snapshot_request, self._snapshot_arrived, weight_per_minute=self.weight_per_minute
+        )
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self.scheduler.run)
+            for stream in self.protocol.streams(self.symbols):
+                tg.start_soon(self._keep, stream, tg, False)
+
+    # -- connections --------------------------------------------------------------------------
+
+    async def _keep(self, stream: Stream, tg: TaskGroup, takeover: bool) -> None:
+        """Keep one stream connected forever (or until a planned reconnect replaces it)."""
+        attempt = 0
+        while True:
+            session = _Session(stream)
+            started = time.monotonic()
+            try:
+                await self._session(session, tg, takeover)
+                return  # handed over to its successor
+            except (OSError, TimeoutError, WebSocketException, _Reconnect) as exc:
+                if session.done.is_set():
+                    return  # a planned reconnect's old connection, closing after its handover
+                log.warning("venue %s: connection to %s lost: %s", self.venue, stream.url, exc or type(exc).__name__)
+            finally:
+                self.sessions.discard(session)
+                self._abandon(session)
+            takeover = False
+            if time.monotonic() - started > HEALTHY_AFTER:
+                attempt = 0
+            delay = backoff(attempt, self.rng)
+            attempt += 1
+            await anyio.sleep(delay)
+
+    async def _session(self, session: _Session, tg: TaskGroup, takeover: bool) -> None:
+        stream = session.stream
+        async with connect(
+            stream.url,
+            open_timeout=10,
+            ping_interval=self.protocol.ping_interval,
+            ping_timeout=self.idle_timeout,
+            close_timeout=2,
+            max_size=2**24,
+        ) as ws:
+            session.ws = ws
+            self.sessions.add(session)
+            for frame in stream.subscribe:
+                await ws.send(frame)
+            events: list[Event] = []
+            actions: list[Action] = []
+            now = time.time_ns()
+            for symbol in stream.symbols if stream.books else ():
+                sync = session.syncs[symbol] = self.make_sync(symbol)
+                current = self.active.get(symbol)
+                if not takeover or current is None or current.state is not BookState.LIVE:
+                    self.active[symbol] = sync
+                    sync.start(now, events, actions, "reconnect" if current else None)
+                else:
+                    sync.start(now, [], actions)
+            self._publish(events)
+            await self._act(session, actions)
+            async with anyio.create_task_group() as inner:
+                if self.protocol.app_ping() is not None and self.protocol.ping_interval:
+                    inner.start_soon(self._app_pings, ws)
+                if self.max_connection_age:
+                    inner.start_soon(self._age_limit, session, tg)
+                await self._read(session, ws, tg)
+                inner.cancel_scope.cancel()
+
+    async def _read(self, session: _Session, ws: ClientConnection, tg: TaskGroup) -> None:
+        parse = self.protocol.parse
+        stream_books = session.stream.books
+        while not session.done.is_set():
+            with anyio.fail_after(self.idle_timeout):
+                frame = await ws.recv()
+            recv_ns = time.time_ns()
+            try:
+                outputs = parse(session.state, frame, recv_ns)
+            except PARSE_ERRORS as exc:
+                self.feed.skip(f"unreadable frame ({type(exc).__name__}: {exc}): {str(frame)[:200]!r}")
+                continue
+            events: list[Event] = []
+            actions: list[Action] = []
+            for out in outputs:
+                if isinstance(out, BookUpdate):
+                    self._update(session, out, events, actions)
+                elif isinstance(out, Trade):
+                    if not stream_books or self.active.get(out.symbol) is session.syncs.get(out.symbol):
+                        events.append(out)
+                elif isinstance(out, Send):
+                    await ws.send(out.frame)
+                elif isinstance(out, Resync):
+                    for symbol in (out.symbol,) if out.symbol else tuple(session.syncs):
+                        sync = session.syncs.get(symbol)
+                        if sync is not None and sync.state is not BookState.DOWN:
+                            target = events if self.active.get(symbol) is sync else []
+                            sync.fail(out.reason, recv_ns, target, actions)
+                elif isinstance(out, Reconnect):
+                    self._plan(session, tg, out.reason)
+                elif isinstance(out, Rejected):
+                    log.error("venue %s: subscription rejected: %s", self.venue, out.message)
+                    for symbol in (out.symbol,) if out.symbol else tuple(session.syncs):
+                        sync = session.syncs.get(symbol)
+                        if sync is not None and self.active.get(symbol) is sync:
+                            sync.stop(recv_ns, events, BookState.DOWN, "rejected")
+            if events:
+                self._publish(events)
+            else:
+                self.feed.heard()
+            if actions:
+                await self._act(session, actions)
+
+    def _update(self, session: _Session, upd: BookUpdate, events: list[Event], actions: list[Action]) -> None:
+        sync = session.syncs.get(upd.symbol)
+        if sync is None:
+            self.feed.skip(f"update for a symbol not subscribed on this connection: {upd.symbol!r}")
+            return
+        active = self.active.get(upd.symbol)
+        if active is sync:
+            sync.on_update(upd, events, actions)
+            return
+        if active is not None and active.state is BookState.LIVE and sync.state is not BookState.LIVE:
+            sync.on_update(upd, [], actions)  # a successor building its book
+            if sync.live:
+                self._take_over(sync, upd.recv_ns, events)
+
+    def _take_over(self, sync: BookSync, recv_ns: int, events: list[Event]) -> None:
+        """A planned successor's book is live: it replaces the old one, subscribers see a diff."""
+        self.active[sync.symbol] = sync
+        events.append(BookSnapshot(sync.symbol, sync.book.bids(), sync.book.asks(), recv_ns))
+        for session in list(self.sessions):
+            if session.planned and not any(self.active.get(s) is b for s, b in session.syncs.items()):
+                session.done.set()
+
+    async def _act(self, session: _Session, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, FetchSnapshot):
+                self._want_snapshot(action.sync)
+            else:
+                symbol = action.sync.symbol
+                frames = self.protocol.resubscribe(symbol)
+                if frames is None:
+                    raise _Reconnect(f"{symbol}: {action.reason}; the venue needs a new connection")
+                assert session.ws is not None
+                for frame in frames:
+                    await session.ws.send(frame)
+
+    def _want_snapshot(self, sync: BookSync) -> None:
+        waiting = self.waiting.setdefault(sync.symbol, [])
+        if sync not in waiting:
+            waiting.append(sync)
+        self.scheduler.request(sync.symbol)
+
+    def _snapshot_arrived(self, symbol: str, body: bytes, recv_ns: int) -> None:
+        try:
+            snap = self.protocol.parse_snapshot(symbol, body, recv_ns)
+        except PARSE_ERRORS as exc:
+            self.feed.skip(f"unreadable snapshot of {symbol} ({type(exc).__name__}: {exc})")
+            self.scheduler.request(symbol)
+            return
+        events: list[Event] = []
+        actions: list[Action] = []
+        for sync in self.waiting.pop(symbol, []):
+            active = self.active.get(symbol)
+            if active is sync:
+                sync.on_snapshot(snap, events, actions)
+            else:
+                sync.on_snapshot(snap, [], actions)
+                if sync.state is BookState.LIVE and active is not None and active.state is BookState.LIVE:
+                    self._take_over(sync, recv_ns, events)
+        self._publish(events)
+        for action in actions:  # a REST venue's sync only ever asks for snapshots
+            if isinstance(action, FetchSnapshot):
+                self._want_snapshot(action.sync)
+
+    def _abandon(self, session: _Session) -> None:
+        """The session's connection is gone: its active books stop being maintained."""
+        events: list[Event] = []
+        now = time.time_ns()
+        for symbol, sync in session.syncs.items():
+            waiting = self.waiting.get(symbol)
+            if waiting and sync in waiting:
+                waiting.remove(sync)
+            if self.active.get(symbol) is sync and sync.state is not BookState.DOWN:
+                sync.stop(now, events, BookState.CONNECTING, "reconnect")
+        self._publish(events)
+
+    def _publish(self, events: list[Event]) -> None:
+        if events:
+            self.feed.publish(events)
+
+    # -- timers -------------------------------------------------------------------------------
+
+    def _plan(self, session: _Session, tg: TaskGroup, reason: str) -> None:
+        if session.planned:
+            return
+        session.planned = reason
+        log.info("venue %s: planned reconnect (%s)", self.venue, reason)
+        tg.start_soon(self._keep, session.stream, tg, True)
+        tg.start_soon(self._handover_deadline, session)
+
+    @staticmethod
+    async def _handover_deadline(session: _Session) -> None:
+        await anyio.sleep(HANDOVER_TIMEOUT)
+        session.done.set()
+
+    async def _age_limit(self, session: _Session, tg: TaskGroup) -> None:
+        assert self.max_connection_age is not None
+        await anyio.sleep(self.max_connection_age)
+        self._plan(session, tg, "maximum connection age")
+
+    async def _app_pings(self, ws: ClientConnection) -> None:
+        frame = self.protocol.app_ping()
+        interval = self.protocol.ping_interval
+        if frame is None or not interval:
+            return
+        while True:
+            await anyio.sleep(interval)
+            await ws.send(frame)

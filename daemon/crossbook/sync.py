@@ -1,0 +1,281 @@
+"""Book sync state machine (sans-I/O): one per venue and symbol, shared by every connector.
+
+It buffers updates while syncing, takes the snapshot (in-stream or REST), aligns updates on it by
+the venue's :class:`SequenceRule`, verifies checksums and that the book is not crossed, and on
+any inconsistency resyncs that symbol only: its book leaves consolidation (``syncing`` with the
+reason) and the toolkit is asked for a new snapshot or a resubscribe.
+
+The sync keeps its own copy of the book: it needs it for checksums and the crossed check, and it
+lets a planned reconnect build a new book privately and hand it over whole once it is live.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from crossbook.book import L2Book
+from crossbook.model import BookDelta, BookSnapshot, BookState, Event, Level, VenueStatus
+from crossbook.venue import BookUpdate, SnapshotSource
+
+MAX_BUFFER = 20_000
+"""Updates buffered while waiting for a REST snapshot; more means the snapshot is hopeless."""
+
+
+class Verdict(enum.Enum):
+    APPLY = "apply"
+    DROP = "drop"
+    """Already covered by the book (older than the snapshot or the last update)."""
+    GAP = "gap"
+    """Something is missing between the book and this update."""
+
+
+class SequenceRule(Protocol):
+    def first(self, snapshot_last: int | None, upd: BookUpdate) -> Verdict:
+        """The first update after a REST snapshot whose id is ``snapshot_last``."""
+
+    def next(self, last: int | None, upd: BookUpdate) -> Verdict:
+        """An update after one already applied (or after an in-stream snapshot)."""
+
+
+class Unsequenced:
+    """No sequence ids (Kraken, whose checksum is the detector; Coinbase, sequenced per connection)."""
+
+    def first(self, snapshot_last: int | None, upd: BookUpdate) -> Verdict:
+        return Verdict.APPLY
+
+    def next(self, last: int | None, upd: BookUpdate) -> Verdict:
+        return Verdict.APPLY
+
+
+class AfterTimestamp:
+    """Ordered by a timestamp only (Bitstamp ``microtimestamp``): drop what the snapshot covers."""
+
+    def first(self, snapshot_last: int | None, upd: BookUpdate) -> Verdict:
+        if snapshot_last is not None and upd.last is not None and upd.last <= snapshot_last:
+            return Verdict.DROP
+        return Verdict.APPLY
+
+    def next(self, last: int | None, upd: BookUpdate) -> Verdict:
+        return Verdict.APPLY
+
+
+class FirstLastIds:
+    """Binance spot: ``U``/``u``; the first kept has ``U <= id+1 <= u``, then ``U == u_prev + 1``.
+
+    (Here and below, an id that is missing cannot prove continuity, so it counts as a gap.)
+    """
+
+    def first(self, snapshot_last: int | None, upd: BookUpdate) -> Verdict:
+        if snapshot_last is None or upd.first is None or upd.last is None:
+            return Verdict.GAP
+        if upd.last <= snapshot_last:
+            return Verdict.DROP
+        return Verdict.APPLY if upd.first <= snapshot_last + 1 <= upd.last else Verdict.GAP
+
+    def next(self, last: int | None, upd: BookUpdate) -> Verdict:
+        if last is None or upd.first is None or upd.last is None:
+            return Verdict.GAP
+        if upd.last <= last:
+            return Verdict.DROP
+        return Verdict.APPLY if upd.first == last + 1 else Verdict.GAP
+
+
+class PrevLinked:
+    """Chained by the previous id: Binance futures (``pu``) and OKX (``prevSeqId``).
+
+    Ids are not contiguous, so continuity is identity: the first update kept after a snapshot
+    spans it (``prev <= id < last``), every later one has ``prev`` equal to the last ``last``.
+    """
+
+    def first(self, snapshot_last: int | None, upd: BookUpdate) -> Verdict:
+        if snapshot_last is None or upd.last is None or upd.prev is None:
+            return Verdict.GAP
+        if upd.last <= snapshot_last:
+            return Verdict.DROP
+        return Verdict.APPLY if upd.prev <= snapshot_last else Verdict.GAP
+
+    def next(self, last: int | None, upd: BookUpdate) -> Verdict:
+        if upd.prev is not None and upd.prev == last:
+            return Verdict.APPLY
+        if last is not None and upd.last is not None and upd.last <= last:
+            return Verdict.DROP
+        return Verdict.GAP
+
+
+class Consecutive:
+    """Each update's id is the previous one plus 1 (Bybit ``u``)."""
+
+    def first(self, snapshot_last: int | None, upd: BookUpdate) -> Verdict:
+        return self.next(snapshot_last, upd)
+
+    def next(self, last: int | None, upd: BookUpdate) -> Verdict:
+        if last is None or upd.last is None:
+            return Verdict.GAP
+        if upd.last <= last:
+            return Verdict.DROP
+        return Verdict.APPLY if upd.last == last + 1 else Verdict.GAP
+
+
+@dataclass(slots=True)
+class FetchSnapshot:
+    """The sync needs a REST snapshot (deliver it to ``sync.on_snapshot``)."""
+
+    sync: BookSync
+
+
+@dataclass(slots=True)
+class Resubscribe:
+    """The sync needs the venue to send its symbol's book afresh."""
+
+    sync: BookSync
+    reason: str
+
+
+Action = FetchSnapshot | Resubscribe
+Checksum = Callable[[L2Book], int]
+
+
+class BookSync:
+    def __init__(
+        self,
+        symbol: str,
+        rule: SequenceRule,
+        source: SnapshotSource,
+        *,
+        depth: int | None = None,
+        checksum: Checksum | None = None,
+        check_crossed: bool = True,
+    ) -> None:
+        self.symbol = symbol
+        self.rule = rule
+        self.source = source
+        self.depth = depth
+        """Truncate each side to this many levels after every update (Kraken sends no removals
+        for levels that fall out of the subscribed depth)."""
+        self.checksum = checksum
+        self.check_crossed = check_crossed
+        self.book = L2Book()
+        self.state = BookState.CONNECTING
+        self.last: int | None = None
+        self.aligned = False
+        self.buffer: list[BookUpdate] = []
+
+    @property
+    def live(self) -> bool:
+        return self.state is BookState.LIVE
+
+    def start(self, now_ns: int, events: list[Event], actions: list[Action], reason: str | None = None) -> None:
+        """The subscription was (re)sent: forget the book and sync afresh."""
+        self._reset()
+        self.state = BookState.SYNCING
+        events.append(VenueStatus(self.symbol, BookState.SYNCING, now_ns, reason))
+        if self.source is SnapshotSource.REST:
+            actions.append(FetchSnapshot(self))
+
+    def stop(self, now_ns: int, events: list[Event], state: BookState, reason: str) -> None:
+        """The connection is gone: the book is no longer maintained."""
+        self._reset()
+        self.state = state
+        events.append(VenueStatus(self.symbol, state, now_ns, reason))
+
+    def fail(self, reason: str, now_ns: int, events: list[Event], actions: list[Action]) -> None:
+        """Something is inconsistent: resync this symbol only."""
+        self.start(now_ns, events, actions, reason)
+        if self.source is SnapshotSource.STREAM:
+            actions.append(Resubscribe(self, reason))
+
+    def _reset(self) -> None:
+        self.book.clear()
+        self.buffer.clear()
+        self.last = None
+        self.aligned = False
+
+    # -- updates ------------------------------------------------------------------------------
+
+    def on_update(self, upd: BookUpdate, events: list[Event], actions: list[Action]) -> None:
+        if upd.snapshot:
+            if self.state is BookState.CONNECTING:
+                return
+            self.book.replace(upd.bids, upd.asks)
+            self.last = upd.last
+            self.aligned = True
+            self._go_live(upd, events, actions)
+        elif self.state is BookState.LIVE:
+            self._apply(upd, events, actions)
+        elif self.state is BookState.SYNCING and self.source is SnapshotSource.REST:
+            if len(self.buffer) >= MAX_BUFFER:
+                self.fail("gap", upd.recv_ns, events, actions)
+            else:
+                self.buffer.append(upd)
+
+    def on_snapshot(self, snap: BookUpdate, events: list[Event], actions: list[Action]) -> None:
+        """A REST snapshot arrived: align the buffered updates on it."""
+        if self.state is not BookState.SYNCING:
+            return
+        self.book.replace(snap.bids, snap.asks)
+        self.last = snap.last
+        self.aligned = False
+        buffered, self.buffer = self.buffer, []
+        scratch: list[Event] = []
+        for i, upd in enumerate(buffered):
+            verdict = self._verdict(upd)
+            if verdict is Verdict.DROP:
+                continue
+            if verdict is Verdict.GAP:
+                if not self.aligned:  # the snapshot is older than what we hold: fetch again
+                    self.book.clear()
+                    self.last = None
+                    self.buffer = buffered[i:]
+                    actions.append(FetchSnapshot(self))
+                else:
+                    self.fail("gap", upd.recv_ns, events, actions)
+                return
+            self._apply_levels(upd, scratch)
+        self._go_live(snap, events, actions)
+
+    def _verdict(self, upd: BookUpdate) -> Verdict:
+        if self.aligned:
+            return self.rule.next(self.last, upd)
+        return self.rule.first(self.last, upd)
+
+    def _apply(self, upd: BookUpdate, events: list[Event], actions: list[Action]) -> None:
+        verdict = self._verdict(upd)
+        if verdict is Verdict.DROP:
+            return
+        if verdict is Verdict.GAP:
+            self.fail("gap", upd.recv_ns, events, actions)
+            return
+        bids, asks = self._apply_levels(upd, events)
+        if not self._consistent(upd, events, actions):
+            return
+        events.append(BookDelta(self.symbol, bids, asks, upd.recv_ns, upd.venue_ns))
+
+    def _apply_levels(self, upd: BookUpdate, events: list[Event]) -> tuple[list[Level], list[Level]]:
+        self.book.apply(upd.bids, upd.asks)
+        if upd.last is not None:
+            self.last = upd.last
+        self.aligned = True
+        if self.depth is None:
+            return upd.bids, upd.asks
+        cut_bids, cut_asks = self.book.truncate(self.depth)
+        return upd.bids + cut_bids, upd.asks + cut_asks
+
+    def _consistent(self, upd: BookUpdate, events: list[Event], actions: list[Action]) -> bool:
+        if self.checksum is not None and upd.checksum and self.checksum(self.book) != upd.checksum:
+            self.fail("checksum", upd.recv_ns, events, actions)
+            return False
+        if self.check_crossed and self.book.crossed():
+            self.fail("crossed", upd.recv_ns, events, actions)
+            return False
+        return True
+
+    def _go_live(self, snap: BookUpdate, events: list[Event], actions: list[Action]) -> None:
+        if self.depth is not None:
+            self.book.truncate(self.depth)
+        if not self._consistent(snap, events, actions):
+            return
+        self.state = BookState.LIVE
+        events.append(BookSnapshot(self.symbol, self.book.bids(), self.book.asks(), snap.recv_ns, snap.venue_ns))

@@ -1,0 +1,107 @@
+"""Built-in ``binance`` (spot) and ``binance-futures`` (USD-M) connectors."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from crossbook.hookspecs import hookimpl
+from crossbook.registry import ConnectorRegistry
+from crossbook.streaming import StreamingConfig, StreamingConnector
+from crossbook.sync import BookSync, FirstLastIds, PrevLinked
+from crossbook.venue import SnapshotSource
+from crossbook_binance.protocol import FUTURES_LIMITS, BinanceProtocol
+
+MAX_CONNECTION_AGE = 23.5 * 3600
+"""Binance closes connections after 24 h: switch to a new one before, without a gap."""
+
+
+class BinanceConfig(StreamingConfig):
+    ws_url: str = "wss://stream.binance.com:9443"
+    rest_url: str = "https://api.binance.com"
+    update_speed: Literal["100ms", "1000ms"] = "100ms"
+    snapshot_limit: int = Field(1000, ge=1, le=5000)
+    trades: bool = True
+    streams_per_connection: int = Field(200, ge=1, le=1024)
+    snapshot_weight_per_minute: float = Field(1200.0, gt=0)
+
+
+class BinanceFuturesConfig(StreamingConfig):
+    ws_url: str = "wss://fstream.binance.com/public"
+    """Book streams (since 2026 under ``/public``; the legacy ``wss://fstream.binance.com`` also works)."""
+    trades_ws_url: str | None = "wss://fstream.binance.com/market"
+    """Trade streams (since 2026 under ``/market``); ``None`` puts them on ``ws_url``."""
+    rest_url: str = "https://fapi.binance.com"
+    update_speed: Literal["0ms", "100ms", "250ms", "500ms"] = "100ms"
+    snapshot_limit: int = 1000
+    trades: bool = True
+    streams_per_connection: int = Field(200, ge=1, le=1024)
+    snapshot_weight_per_minute: float = Field(1200.0, gt=0)
+
+    @field_validator("snapshot_limit")
+    @classmethod
+    def _limit(cls, value: int) -> int:
+        if value not in FUTURES_LIMITS:
+            raise ValueError(f"must be one of {', '.join(map(str, FUTURES_LIMITS))}")
+        return value
+
+
+def spot(venue: str, symbols: tuple[str, ...], config: BinanceConfig) -> StreamingConnector:
+    protocol = BinanceProtocol(
+        symbols,
+        ws_url=config.ws_url,
+        rest_url=config.rest_url,
+        update_speed=config.update_speed,
+        snapshot_limit=config.snapshot_limit,
+        trades=config.trades,
+        streams_per_connection=config.streams_per_connection,
+    )
+    return StreamingConnector(
+        venue,
+        symbols,
+        protocol,
+        lambda s: BookSync(s, FirstLastIds(), SnapshotSource.REST),
+        weight_per_minute=config.snapshot_weight_per_minute,
+        idle_timeout=config.idle_timeout,
+        max_connection_age=MAX_CONNECTION_AGE,
+    )
+
+
+def futures(venue: str, symbols: tuple[str, ...], config: BinanceFuturesConfig) -> StreamingConnector:
+    protocol = BinanceProtocol(
+        symbols,
+        ws_url=config.ws_url,
+        rest_url=config.rest_url,
+        futures=True,
+        trades_ws_url=config.trades_ws_url,
+        update_speed=config.update_speed,
+        snapshot_limit=config.snapshot_limit,
+        trades=config.trades,
+        streams_per_connection=config.streams_per_connection,
+    )
+    return StreamingConnector(
+        venue,
+        symbols,
+        protocol,
+        lambda s: BookSync(s, PrevLinked(), SnapshotSource.REST),
+        weight_per_minute=config.snapshot_weight_per_minute,
+        idle_timeout=config.idle_timeout,
+        max_connection_age=MAX_CONNECTION_AGE,
+    )
+
+
+@hookimpl
+def crossbook_add_connectors(registry: ConnectorRegistry) -> None:
+    registry.add(
+        "binance",
+        config_model=BinanceConfig,
+        factory=spot,
+        description="Binance spot: diff depth + REST snapshot (U/u), trades",
+    )
+    registry.add(
+        "binance-futures",
+        config_model=BinanceFuturesConfig,
+        factory=futures,
+        description="Binance USD-M futures: diff depth + REST snapshot (pu chaining), trades",
+    )
