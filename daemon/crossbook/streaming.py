@@ -60,6 +60,20 @@ class _Reconnect(Exception):
     """Leave this connection and open a new one (not planned: the books resync)."""
 
 
+CONNECTION_ERRORS = (OSError, TimeoutError, WebSocketException, _Reconnect)
+
+
+def _connection_error(exc: BaseException) -> BaseException | None:
+    """The connection failure behind ``exc`` (unwrapping task groups), or ``None`` if it is not one."""
+    if isinstance(exc, CONNECTION_ERRORS):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        leaves = [_connection_error(e) for e in exc.exceptions]
+        if all(leaves):
+            return leaves[0]
+    return None
+
+
 @dataclass(eq=False)
 class _Session:
     stream: Stream
@@ -119,10 +133,13 @@ class StreamingConnector:
             try:
                 await self._session(session, tg, takeover)
                 return  # handed over to its successor
-            except (OSError, TimeoutError, WebSocketException, _Reconnect) as exc:
+            except BaseException as exc:
+                error = _connection_error(exc)
+                if error is None:
+                    raise
                 if session.done.is_set():
                     return  # a planned reconnect's old connection, closing after its handover
-                log.warning("venue %s: connection to %s lost: %s", self.venue, stream.url, exc or type(exc).__name__)
+                log.warning("venue %s: connection to %s lost: %r", self.venue, stream.url, error)
             finally:
                 self.sessions.discard(session)
                 self._abandon(session)
