@@ -11,10 +11,12 @@ import pytest
 
 from crossbook.model import BookState
 from crossbook.streaming import StreamingConnector
+from crossbook.testing.conformance import Subject, run_conformance
 from crossbook.testing.fakevenue import FakeVenue
 from crossbook.testing.feed import EngineFeed
 from crossbook.testing.market import FakeMarket
-from crossbook_binance import BinanceConfig, spot
+from crossbook_binance import BinanceConfig, BinanceFuturesConfig, spot
+from crossbook_binance import futures as make_futures
 from crossbook_binance.fake import BinanceDialect
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
@@ -151,3 +153,23 @@ async def test_planned_reconnect_shows_no_gap(binance: Rig) -> None:
     await binance.converge()
     later = [s for s in binance.feed.statuses() if binance.feed.events.index(s) >= mark]
     assert later == []  # never left live
+
+
+@pytest.mark.parametrize("futures", [False, True], ids=["spot", "usdm"])
+async def test_conformance(futures: bool) -> None:
+    symbols = ("BTC-USDT-PERP", "ETH-USDT-PERP") if futures else ("BTC-USDT", "ETH-USDT")
+    subject = Subject(
+        venue="binance",
+        factory=make_futures if futures else spot,  # type: ignore[arg-type]
+        config_model=BinanceFuturesConfig if futures else BinanceConfig,
+        dialect=lambda market: BinanceDialect(market, futures=futures),
+        config=lambda fake: (
+            {"ws_url": fake.ws_url, "rest_url": fake.rest_url} | ({"trades_ws_url": None} if futures else {})
+        ),
+        symbols=symbols,
+        rest_snapshots=True,
+        planned_reconnects=True,
+    )
+    report = await run_conformance(subject)
+    assert report.failures == {}, str(report)
+    assert report.skipped.keys() == {"checksum"}
