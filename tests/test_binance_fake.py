@@ -160,7 +160,7 @@ async def test_conformance(futures: bool) -> None:
     symbols = ("BTC-USDT-PERP", "ETH-USDT-PERP") if futures else ("BTC-USDT", "ETH-USDT")
     subject = Subject(
         venue="binance",
-        factory=make_futures if futures else spot,  # type: ignore[arg-type]
+        factory=make_futures if futures else spot,
         config_model=BinanceFuturesConfig if futures else BinanceConfig,
         dialect=lambda market: BinanceDialect(market, futures=futures),
         config=lambda fake: (
