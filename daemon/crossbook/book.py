@@ -14,7 +14,8 @@ from crossbook.model import Level
 class L2Book:
     """Price levels of one venue and symbol, kept sorted.
 
-    Bids are keyed by negated price so both sides iterate best first.
+    Bids are keyed by negated price so both sides iterate best first. Negation is
+    ``copy_negate()``: unary minus would round to the context's 28 digits.
     """
 
     __slots__ = ("_asks", "_bids")
@@ -29,7 +30,7 @@ class L2Book:
 
     def replace(self, bids: Iterable[Level], asks: Iterable[Level]) -> None:
         """Load a snapshot: the book becomes exactly these levels (zero sizes skipped)."""
-        self._bids = SortedDict({-p: s for p, s in bids if s})
+        self._bids = SortedDict({p.copy_negate(): s for p, s in bids if s})
         self._asks = SortedDict({p: s for p, s in asks if s})
 
     def apply(self, bids: Iterable[Level], asks: Iterable[Level]) -> None:
@@ -37,9 +38,9 @@ class L2Book:
         side = self._bids
         for price, size in bids:
             if size:
-                side[-price] = size
+                side[price.copy_negate()] = size
             else:
-                side.pop(-price, None)
+                side.pop(price.copy_negate(), None)
         side = self._asks
         for price, size in asks:
             if size:
@@ -47,8 +48,19 @@ class L2Book:
             else:
                 side.pop(price, None)
 
+    def truncate(self, depth: int) -> tuple[list[Level], list[Level]]:
+        """Keep the best ``depth`` levels a side; returns the removed ones with size zero."""
+        zero = Decimal(0)
+        cut_bids = [(p.copy_negate(), zero) for p in self._bids.keys()[depth:]]
+        cut_asks = [(p, zero) for p in self._asks.keys()[depth:]]
+        for price, _ in cut_bids:
+            del self._bids[price.copy_negate()]
+        for price, _ in cut_asks:
+            del self._asks[price]
+        return cut_bids, cut_asks
+
     def bid_size(self, price: Decimal) -> Decimal | None:
-        size: Decimal | None = self._bids.get(-price)
+        size: Decimal | None = self._bids.get(price.copy_negate())
         return size
 
     def ask_size(self, price: Decimal) -> Decimal | None:
@@ -56,7 +68,7 @@ class L2Book:
         return size
 
     def top_bids(self, n: int) -> list[Level]:
-        return [(-p, s) for p, s in islice(self._bids.items(), n)]
+        return [(p.copy_negate(), s) for p, s in islice(self._bids.items(), n)]
 
     def top_asks(self, n: int) -> list[Level]:
         return list(islice(self._asks.items(), n))
@@ -71,7 +83,7 @@ class L2Book:
         if not self._bids:
             return None
         p, s = self._bids.peekitem(0)
-        return -p, s
+        return p.copy_negate(), s
 
     def best_ask(self) -> Level | None:
         if not self._asks:

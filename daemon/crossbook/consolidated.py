@@ -49,7 +49,8 @@ class BBO:
 
 
 class ConsolidatedBook:
-    """Sum of the live venues' books with attribution; bids keyed by negated price."""
+    """Sum of the live venues' books with attribution; bids keyed by negated price (``copy_negate()``,
+    which is exact where unary minus rounds to the context's precision)."""
 
     __slots__ = ("_asks", "_bids")
 
@@ -77,7 +78,7 @@ class ConsolidatedBook:
     def update(self, venue: str, bids: Iterable[Level], asks: Iterable[Level]) -> None:
         """Set a venue's absolute sizes at these prices; zero removes its share."""
         for price, size in bids:
-            self._set(self._bids, -price, venue, size)
+            self._set(self._bids, price.copy_negate(), venue, size)
         for price, size in asks:
             self._set(self._asks, price, venue, size)
 
@@ -87,7 +88,7 @@ class ConsolidatedBook:
         self.update(venue, ((p, zero) for p, _ in bids), ((p, zero) for p, _ in asks))
 
     def top_bids(self, n: int) -> list[ConsolidatedLevel]:
-        return [(-k, lv.total, lv.venues) for k, lv in islice(self._bids.items(), n)]
+        return [(k.copy_negate(), lv.total, lv.venues) for k, lv in islice(self._bids.items(), n)]
 
     def top_asks(self, n: int) -> list[ConsolidatedLevel]:
         return [(k, lv.total, lv.venues) for k, lv in islice(self._asks.items(), n)]
@@ -96,7 +97,7 @@ class ConsolidatedBook:
         bid = ask = None
         if self._bids:
             k, lv = self._bids.peekitem(0)
-            bid = (-k, lv.total, tuple(sorted(lv.venues)))
+            bid = (k.copy_negate(), lv.total, tuple(sorted(lv.venues)))
         if self._asks:
             k, lv = self._asks.peekitem(0)
             ask = (k, lv.total, tuple(sorted(lv.venues)))

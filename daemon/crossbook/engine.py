@@ -168,9 +168,11 @@ class Engine:
     def venue_down(self, venue: str, reason: str, now_ns: int) -> Changes:
         """The venue's connector stopped (crashed or was stopped): all its books go down."""
         status = VenueStatus(None, BookState.DOWN, now_ns, reason)
+        # Not hearing from the venue: leave ``stale`` first so ingest's touch brings no book back
+        # to ``live`` (and into consolidation) on its way down.
+        self._stale.discard(venue)
         changes = self.ingest(venue, (status,), now_ns)
         self.last_message_ns[venue] = None
-        self._stale.discard(venue)
         return changes
 
     # -- state bookkeeping --------------------------------------------------------------------

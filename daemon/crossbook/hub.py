@@ -198,8 +198,9 @@ class Hub:
             return True
         kind, _, rest = name.partition(".")
         if kind == "book":
-            symbol, _, venue = rest.partition(".")
-            return (symbol, venue) in self.engine.books if venue else symbol in self.engine.consolidated
+            symbol, dot, venue = rest.partition(".")
+            # ``book.SYM.`` (empty venue) is not ``book.SYM``: it would share that channel's subscription.
+            return (symbol, venue) in self.engine.books if dot else symbol in self.engine.consolidated
         return kind in ("bbo", "trades") and rest in self.engine.consolidated
 
     def _resolve(self, name: str, depth: int) -> Channel:

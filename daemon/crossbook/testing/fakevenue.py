@@ -91,9 +91,13 @@ class FakeVenue:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[FakeVenue]:
-        async with serve(self._handler, "127.0.0.1", 0, process_request=self._http) as server:
+        """Serve on 127.0.0.1 (the same port again when restarted); leaving kills the venue."""
+        async with serve(self._handler, "127.0.0.1", self.port, process_request=self._http) as server:
             self.port = server.sockets[0].getsockname()[1]
-            yield self
+            try:
+                yield self
+            finally:
+                await self.drop()
 
     # -- server -------------------------------------------------------------------------------
 
