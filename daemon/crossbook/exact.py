@@ -12,6 +12,12 @@ from decimal import Context, Decimal, Inexact, InvalidOperation, Rounded
 
 ZERO = Decimal(0)
 
+MAX_DIGITS = 36
+MIN_EXPONENT = -24
+MAX_EXPONENT = 24
+"""What a venue may send: far beyond any real price or size, and small enough that sums of
+thousands of levels stay well inside the exact context below."""
+
 # Sums across venues must never round silently: trap anything inexact.
 _EXACT = Context(prec=80, traps=[Inexact, Rounded, InvalidOperation])
 
@@ -21,13 +27,17 @@ class BadNumber(ValueError):
 
 
 def parse(text: str | int) -> Decimal:
-    """Parse a venue's price or size text exactly; reject NaN, infinities and negatives."""
+    """Parse a venue's price or size text exactly; reject NaN, infinities, negatives and
+    values outside the range any market uses (``BadNumber`` is a ``ValueError``: a parser
+    raising it makes the frame a counted skip)."""
     try:
         value = Decimal(text)
     except (InvalidOperation, TypeError, ValueError):
         raise BadNumber(f"not a decimal number: {text!r}") from None
     if not value.is_finite() or (value.is_signed() and value != ZERO):
         raise BadNumber(f"not a finite non-negative number: {text!r}")
+    if value and not (MIN_EXPONENT <= value.adjusted() <= MAX_EXPONENT and len(value.as_tuple().digits) <= MAX_DIGITS):
+        raise BadNumber(f"out of range for a price or size: {text!r}")
     return value
 
 
