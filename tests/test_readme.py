@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import re
 import sys
+import tomllib
 from pathlib import Path
+from typing import Any
 
-import orjson
 import pytest
-from websockets.asyncio.client import connect
 
-from crossbook.client import BookMirror, Mirror
-from support import running_daemon
+from crossbook.plugins import load_connectors
 
 ROOT = Path(__file__).parents[1]
 README = (ROOT / "README.md").read_text()
@@ -26,26 +25,37 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert test_command in (ROOT / ".ci" / "run").read_text().splitlines()
 
 
-@pytest.mark.anyio
-@pytest.mark.timeout(30)
-async def test_plugin_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def example_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The README's plugin, installed as its pyproject says: a package plus a dist-info whose
+    entry points come from the README's ``pyproject.toml`` block (what pip would write)."""
     source = next(b for b in code_blocks("python") if "crossbook_add_connectors" in b)
-    package = tmp_path / "crossbook_fixed"
+    project = tomllib.loads(next(b for b in code_blocks("toml") if "[project.entry-points.crossbook]" in b))
+    package = tmp_path / "crossbook_example"
     package.mkdir()
     (package / "__init__.py").write_text(source)
+    name, version = project["project"]["name"], project["project"]["version"]
+    dist = tmp_path / f"{name.replace('-', '_')}-{version}.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    eps = project["project"]["entry-points"]["crossbook"]
+    (dist / "entry_points.txt").write_text("[crossbook]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()))
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, "crossbook_fixed", raising=False)
-    toml = 'plugins = ["crossbook_fixed"]\n[venues.myvenue]\nconnector = "fixed"\nsymbols = ["BTC-USDT"]\n'
-    toml += 'price = "250.5"\n'
-    async with (
-        running_daemon(tmp_path, toml) as (_, addresses),
-        connect(f"ws://127.0.0.1:{addresses.api_port}/v1/stream") as ws,
-    ):
-        await ws.send('{"op":"subscribe","id":1,"channels":["book.BTC-USDT"]}')
-        assert orjson.loads(await ws.recv())["type"] == "ack"
-        mirror = Mirror()
-        while not mirror.books.get("book.BTC-USDT", BookMirror()).bids:  # the connector may start after us
-            mirror.apply(orjson.loads(await ws.recv()))
-        book = mirror.books["book.BTC-USDT"]
-        assert book.top("bids") == [("250.5", "1", {"myvenue": "1"})]
-        assert book.top("asks") == [("251.5", "1", {"myvenue": "1"})]
+    monkeypatch.delitem(sys.modules, "crossbook_example", raising=False)
+    return tmp_path
+
+
+def test_example_plugin_registers_through_its_entry_point(example_plugin: Path) -> None:
+    spec = load_connectors().get("example")
+    assert spec is not None
+    assert spec.plugin == "example"
+    assert (spec.distribution, spec.version) == ("crossbook-example", "0.1.0")
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(120)
+async def test_example_plugin_passes_conformance(example_plugin: Path) -> None:
+    source = next(b for b in code_blocks("python") if "run_conformance" in b)
+    namespace: dict[str, Any] = {}
+    exec(compile(source, "README.md:test_example", "exec"), namespace)
+    await namespace["test_example_conformance"]()

@@ -15,6 +15,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import anyio
 from anyio.abc import TaskGroup
@@ -32,8 +33,10 @@ from crossbook.venue import (
     ConnectionState,
     Reconnect,
     Rejected,
+    RestSnapshots,
     Resync,
     Send,
+    SnapshotSource,
     Stream,
     VenueProtocol,
 )
@@ -111,14 +114,22 @@ class StreamingConnector:
         self.waiting: dict[str, list[BookSync]] = {}
         self.sessions: set[_Session] = set()
         self.feed: Feed
+        self.scheduler: SnapshotScheduler
+        self.rest: RestSnapshots
+        """REST venues only."""
 
     async def run(self, feed: Feed) -> None:
         self.feed = feed
-        self.scheduler = SnapshotScheduler(
-            self.venue, self.protocol.snapshot_request, self._snapshot_arrived, weight_per_minute=self.weight_per_minute
-        )
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self.scheduler.run)
+            if self.protocol.snapshot_source is SnapshotSource.REST:
+                self.rest = cast(RestSnapshots, self.protocol)
+                self.scheduler = SnapshotScheduler(
+                    self.venue,
+                    self.rest.snapshot_request,
+                    self._snapshot_arrived,
+                    weight_per_minute=self.weight_per_minute,
+                )
+                tg.start_soon(self.scheduler.run)
             for stream in self.protocol.streams(self.symbols):
                 tg.start_soon(self._keep, stream, tg, False)
 
@@ -271,7 +282,7 @@ class StreamingConnector:
 
     def _snapshot_arrived(self, symbol: str, body: bytes, recv_ns: int) -> None:
         try:
-            snap = self.protocol.parse_snapshot(symbol, body, recv_ns)
+            snap = self.rest.parse_snapshot(symbol, body, recv_ns)
         except PARSE_ERRORS as exc:
             self.feed.skip(f"unreadable snapshot of {symbol} ({type(exc).__name__}: {exc})")
             self.scheduler.request(symbol)

@@ -134,8 +134,12 @@ class VenueProtocol(Protocol):
     def app_ping(self) -> str | None:
         """An application-level ping frame to send every ``ping_interval`` (``None``: protocol ping)."""
 
+
+class RestSnapshots(Protocol):
+    """What a venue whose ``snapshot_source`` is ``REST`` implements too."""
+
     def snapshot_request(self, symbol: str) -> HttpRequest:
-        """The REST request of ``symbol``'s snapshot (REST venues only)."""
+        """The REST request of ``symbol``'s snapshot."""
 
     def parse_snapshot(self, symbol: str, body: bytes, recv_ns: int) -> BookUpdate:
         """A REST snapshot body as an update with ``snapshot=True`` and ``last`` set."""

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
+from typing import cast
 
 from crossbook.model import BookState, Event, Trade, VenueStatus
 from crossbook.sync import Action, BookSync, FetchSnapshot, Resubscribe
-from crossbook.venue import BookUpdate, ConnectionState, Output, Resync, VenueProtocol
+from crossbook.venue import BookUpdate, ConnectionState, Output, RestSnapshots, Resync, VenueProtocol
 
 
 class Replay:
@@ -59,7 +60,9 @@ class Replay:
         return outputs
 
     def snapshot(self, symbol: str, body: str | bytes, recv_ns: int) -> None:
-        snap = self.protocol.parse_snapshot(symbol, body.encode() if isinstance(body, str) else body, recv_ns)
+        snap = cast(RestSnapshots, self.protocol).parse_snapshot(
+            symbol, body.encode() if isinstance(body, str) else body, recv_ns
+        )
         self.snapshots_wanted.discard(symbol)
         actions: list[Action] = []
         self.syncs[symbol].on_snapshot(snap, self.events, actions)
