@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -19,17 +19,22 @@ import anyio
 from anyio.abc import TaskStatus
 from prometheus_client import start_http_server
 
-from crossbook.config import Config, Venue
+from crossbook.config import Config, ConfigError, Venue
 from crossbook.engine import Changes, Engine
 from crossbook.hub import Hub
 from crossbook.metrics import Metrics, VenueMetrics
 from crossbook.model import BookState, Event
+from crossbook.notify import Notifier
+from crossbook.plugins import PluginError
+from crossbook.registry import RegistryError
 from crossbook.server import ApiServer
 from crossbook.supervisor import supervise
 
 log = logging.getLogger("crossbook")
 SHUTDOWN_DEADLINE = 5.0
 SKIP_LOG_EVERY = 1000
+STATUS_EVERY = 5.0
+"""Seconds between systemd STATUS= updates (watchdog pings come at least this often)."""
 
 
 @dataclass(frozen=True)
@@ -74,8 +79,15 @@ class VenueFeed:
             self.daemon.dispatch(changes, now, self)
 
 
+Reloader = Callable[[], tuple[Config, dict[str, Venue]]]
+
+
 class Daemon:
-    def __init__(self, config: Config, venues: dict[str, Venue]) -> None:
+    def __init__(self, config: Config, venues: dict[str, Venue], reloader: Reloader | None = None) -> None:
+        self.reloader = reloader
+        """Loads and validates the config again on SIGHUP (``None``: reload is refused)."""
+        self.notifier = Notifier()
+        self.venue_scopes: dict[str, anyio.CancelScope] = {}
         self.config = config
         self.settings = config.settings
         self.venues = venues
@@ -88,11 +100,14 @@ class Daemon:
         self.server = ApiServer(self.hub, self.engine, self.metrics)
         self.metrics.count_sent(lambda: self.hub.sent)
         self.feeds: dict[str, VenueFeed] = {}
-        for name, venue in venues.items():
-            vm = self.metrics.venue(name, venue.symbols, partial(self.engine.last_message_ns.get, name))
-            for state in vm.state.values():
-                state.set(BookState.CONNECTING.value)
-            self.feeds[name] = VenueFeed(self, venue, vm)
+        for venue in venues.values():
+            self._add_feed(venue)
+
+    def _add_feed(self, venue: Venue) -> None:
+        vm = self.metrics.venue(venue.name, venue.symbols, partial(self.engine.last_message_ns.get, venue.name))
+        for state in vm.state.values():
+            state.set(BookState.CONNECTING.value)
+        self.feeds[venue.name] = VenueFeed(self, venue, vm)
 
     def dispatch(self, changes: Changes, recv_ns: int, feed: VenueFeed | None = None) -> None:
         """Account for what changed (``feed``: the venue whose message it was) and tell subscribers."""
@@ -150,39 +165,111 @@ class Daemon:
         log.info("metrics on http://%s:%d/metrics", cfg.host, port)
         return httpd, port
 
+    def status_line(self) -> str:
+        live = sum(vb.state is BookState.LIVE for vb in self.engine.books.values())
+        return f"{live}/{len(self.engine.books)} books live, {len(self.hub.sessions)} clients"
+
     async def run(
         self, *, handle_signals: bool = True, task_status: TaskStatus[Addresses] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        """Serve until cancelled, or until SIGTERM/SIGINT when ``handle_signals``."""
+        """Serve until cancelled, or until SIGTERM/SIGINT when ``handle_signals`` (SIGHUP reloads)."""
         log.info("config: %s; venues: %s", self.config.source, ", ".join(self.venues))
         httpd, metrics_port = self._start_metrics()
+        signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP) if handle_signals else ()
         try:
-            async with anyio.create_task_group() as tg:
-                api_port = await tg.start(self.server.serve, self.settings.server.host, self.settings.server.port)
-                for name, venue in self.venues.items():
-                    tg.start_soon(
-                        supervise,
-                        venue,
-                        self.feeds[name],
-                        partial(self._venue_stopped, name),
-                        name=f"venue {name}",
-                    )
-                tg.start_soon(self._watch_staleness)
-                task_status.started(Addresses(api_port, metrics_port))
-                if not handle_signals:
-                    await anyio.sleep_forever()
-                await self._wait_for_signal()
-                log.info("shutting down")
-                tg.cancel_scope.deadline = anyio.current_time() + SHUTDOWN_DEADLINE
-                tg.cancel_scope.cancel()
+            # Signals are received from before READY=1, so a reload right after it is never fatal.
+            with anyio.open_signal_receiver(*signals) as received:
+                await self._serve(received, metrics_port, handle_signals, task_status)
         finally:
             httpd.shutdown()
             httpd.server_close()
+            self.notifier.close()
         log.info("stopped")
 
-    @staticmethod
-    async def _wait_for_signal() -> None:
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    async def _serve(
+        self, signals: AsyncIterator[int], metrics_port: int, handle_signals: bool, task_status: TaskStatus[Addresses]
+    ) -> None:
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            api_port = await tg.start(self.server.serve, self.settings.server.host, self.settings.server.port)
+            for venue in self.venues.values():
+                await tg.start(self._run_venue, venue)
+            tg.start_soon(self._watch_staleness)
+            tg.start_soon(self._tell_systemd)
+            task_status.started(Addresses(api_port, metrics_port))
+            self.notifier.ready(self.status_line())
+            if not handle_signals:
+                await anyio.sleep_forever()
             async for signum in signals:
                 log.info("received %s", signal.Signals(signum).name)
-                return
+                if signum != signal.SIGHUP:
+                    break
+                self.reload()
+            log.info("shutting down")
+            self.notifier.stopping()
+            tg.cancel_scope.deadline = anyio.current_time() + SHUTDOWN_DEADLINE
+            tg.cancel_scope.cancel()
+
+    async def _run_venue(self, venue: Venue, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """One venue's supervised connector, in a scope a reload can cancel."""
+        with anyio.CancelScope() as scope:
+            self.venue_scopes[venue.name] = scope
+            task_status.started()
+            await supervise(venue, self.feeds[venue.name], partial(self._venue_stopped, venue.name))
+
+    async def _tell_systemd(self) -> None:
+        """Watchdog pings from the event loop itself (a blocked loop misses them) and status."""
+        interval = min(self.notifier.watchdog_interval or STATUS_EVERY, STATUS_EVERY)
+        while self.notifier.enabled:
+            await anyio.sleep(interval)
+            if self.notifier.watchdog_interval:
+                self.notifier.watchdog()
+            self.notifier.status(self.status_line())
+
+    def reload(self) -> bool:
+        """Apply a re-read config: venues and symbols added, removed or changed, limits changed,
+        without a restart. Subscribers of unchanged channels stay; those of removed channels get
+        an ``unsubscribed`` message. An invalid config is refused and the running one stays."""
+        self.notifier.reloading()
+        try:
+            if self.reloader is None:
+                raise ConfigError("this daemon was started without a config to reload")
+            config, venues = self.reloader()
+        except (ConfigError, PluginError, RegistryError) as exc:
+            log.error("reload refused, the running configuration stays: %s", exc)
+            self.notifier.ready(self.status_line())
+            return False
+        old, new = self.settings, config.settings
+        for key in ("server", "metrics"):
+            if getattr(old, key) != getattr(new, key):
+                log.warning("reload: [%s] changes take effect only after a restart", key)
+        removed = self.venues.keys() - venues.keys()
+        changed = {n for n in venues.keys() & self.venues.keys() if venues[n] != self.venues[n]}
+        added = venues.keys() - self.venues.keys()
+        now = time.time_ns()
+        for name in removed | changed:
+            self.venue_scopes.pop(name).cancel()
+            self.dispatch(self.engine.venue_down(name, "reload", now), now)
+        for name in removed:
+            for symbol in self.venues[name].symbols:
+                self.metrics.book_state.remove(name, symbol)
+        changes = self.engine.configure({n: v.symbols for n, v in venues.items()})
+        self.engine.stale_after_ns = int(new.consolidated.stale_after * 1e9)
+        self.hub.max_depth = new.consolidated.depth
+        self.hub.default_depth = min(self.hub.default_depth, new.consolidated.depth)
+        self.hub.venue_connectors = {n: v.spec.id for n, v in venues.items()}
+        self.server.wake(self.hub.prune())
+        self.dispatch(changes, now)
+        self.config, self.settings, self.venues = config, new, venues
+        for name in added | changed:
+            self._add_feed(venues[name])
+            self._tg.start_soon(self._run_venue, venues[name])
+        log.info(
+            "reloaded %s: %d venues added, %d removed, %d changed",
+            config.source,
+            len(added),
+            len(removed),
+            len(changed),
+        )
+        self.notifier.ready(self.status_line())
+        return True

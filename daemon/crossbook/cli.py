@@ -6,6 +6,8 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from functools import partial
+from typing import Any
 
 import anyio
 
@@ -17,12 +19,29 @@ from crossbook.registry import ConnectorRegistry, RegistryError
 log = logging.getLogger("crossbook")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _common(defaults: bool) -> argparse.ArgumentParser:
+    """Logging options, accepted before and after the command (after it, they must not reset
+    what was given before it: hence no defaults there)."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-v", "--verbose", action="count", default=0, help="more logging (debug)")
-    common.add_argument("-q", "--quiet", action="count", default=0, help="less logging (warnings only)")
+
+    def default(value: Any) -> Any:
+        return value if defaults else argparse.SUPPRESS
+
+    common.add_argument("-v", "--verbose", action="count", default=default(0), help="more logging (debug)")
+    common.add_argument("-q", "--quiet", action="count", default=default(0), help="less logging (warnings only)")
+    common.add_argument(
+        "--log-format",
+        choices=logs.FORMATS,
+        default=default(None),
+        help="log line format (default: $CROSSBOOK_LOG_FORMAT or text)",
+    )
+    return common
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = _common(defaults=False)
     parser = argparse.ArgumentParser(
-        prog="crossbook", description="Consolidated crypto order books over WebSocket", parents=[common]
+        prog="crossbook", description="Consolidated crypto order books over WebSocket", parents=[_common(True)]
     )
     parser.add_argument("--version", action="version", version=f"crossbook {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -44,9 +63,14 @@ def _prepare(path: str | None) -> tuple[Config, ConnectorRegistry, dict[str, Ven
     return config, registry, config.venues(registry)
 
 
+def _reload(path: str | None) -> tuple[Config, dict[str, Venue]]:
+    config, _registry, venues = _prepare(path)
+    return config, venues
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logs.setup(args.verbose - args.quiet)
+    logs.setup(args.verbose - args.quiet, args.log_format)
     command = args.command or "run"
     path = getattr(args, "config", None)
     try:
@@ -64,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from crossbook.app import Daemon
 
     try:
-        anyio.run(Daemon(config, venues).run)
+        anyio.run(Daemon(config, venues, partial(_reload, path)).run)
     except OSError as exc:
         log.error("cannot start: %s", exc)
         return 1

@@ -52,7 +52,12 @@ class Mirror:
 
     def apply(self, msg: dict[str, Any]) -> None:
         channel = msg.get("channel")
-        if channel is None:
+        if not isinstance(channel, str):
+            return
+        if "seq" not in msg:
+            if msg.get("type") == "unsubscribed":  # the server dropped the channel (a reload)
+                self.seq.pop(channel, None)
+                self.books.pop(channel, None)
             return
         expected = self.seq.get(channel, 0) + 1
         if msg["seq"] == 1:  # a (re)subscription starts afresh

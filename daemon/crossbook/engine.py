@@ -70,6 +70,32 @@ class Engine:
             self.books[(symbol, venue)] = VenueBook()
             self.consolidated.setdefault(symbol, ConsolidatedBook())
 
+    def configure(self, venues: Mapping[str, Sequence[str]]) -> Changes:
+        """Make the venues and their symbols exactly these (a reload): books that go leave the
+        consolidated book; new ones start ``connecting``; consolidated books no venue quotes go."""
+        changes = Changes()
+        for (symbol, venue), vb in list(self.books.items()):
+            if symbol not in venues.get(venue, ()):
+                self._leave(symbol, venue, vb, changes)
+                del self.books[(symbol, venue)]
+        for venue in [v for v in self.venue_symbols if v not in venues]:
+            del self.venue_symbols[venue]
+            del self.last_message_ns[venue]
+            self._stale.discard(venue)
+        for venue, symbols in venues.items():
+            known = self.venue_symbols.get(venue)
+            self.venue_symbols[venue] = tuple(symbols)
+            self.last_message_ns.setdefault(venue, None)
+            for symbol in symbols:
+                if known is None or symbol not in known:
+                    self.books[(symbol, venue)] = VenueBook()
+                    self.consolidated.setdefault(symbol, ConsolidatedBook())
+        quoted = {symbol for symbol, _ in self.books}
+        for symbol in [s for s in self.consolidated if s not in quoted]:
+            del self.consolidated[symbol]
+            changes.books.discard((symbol, None))
+        return changes
+
     @property
     def symbols(self) -> list[str]:
         return sorted(self.consolidated)

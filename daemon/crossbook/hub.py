@@ -291,6 +291,19 @@ class Hub:
             for (symbol, venue), vb in sorted(self.engine.books.items()):
                 channel.send_one(session, "status", self._status_fields(venue, symbol, vb.state.label, None, now_ns))
 
+    def prune(self) -> set[Session]:
+        """Drop subscriptions to channels that no longer exist (after a reload), telling each
+        subscriber; returns the sessions told."""
+        touched: set[Session] = set()
+        for session in self.sessions:
+            gone = [name for name in session.subs if not self._known(name)]
+            for name in gone:
+                self._drop(session, session.subs.pop(name).channel)
+                reason = "removed from the configuration"
+                self._reply(session, protocol.encode({"type": "unsubscribed", "channel": name, "reason": reason}))
+                touched.add(session)
+        return touched
+
     # -- publishing ---------------------------------------------------------------------------
 
     def publish(self, changes: Changes, ts: int) -> set[Session]:
