@@ -56,8 +56,7 @@ class Client:
         self.bbo: dict[str, Msg] = {}
 
     def drain(self) -> list[Msg]:
-        msgs: list[Msg] = [orjson.loads(frame) for frame in self.session.outbox]
-        self.session.outbox.clear()
+        msgs: list[Msg] = [orjson.loads(frame) for frame in self.session.drain()]
         for msg in msgs:
             self._feed(msg)
         return msgs
@@ -190,10 +189,10 @@ def test_ack_then_snapshot_with_seq_1() -> None:
     engine.ingest("a", [BookSnapshot(X, lv(("100.50", "1.0"), ("99", "2")), lv(("101", "3")), 1)], 1)
     engine.ingest("b", [BookSnapshot(X, lv(("100.5", "0.25")), [], 1)], 1)
     client = Client(hub)
-    frames_before = len(client.session.outbox)
+    frames_before = len(client.session.frames())
     hub.receive(client.session, orjson.dumps({"op": "subscribe", "id": "s1", "channels": [f"book.{X}"]}), 42)
-    assert len(client.session.outbox) == frames_before + 2
-    raw_snapshot = client.session.outbox[1]
+    assert len(client.session.frames()) == frames_before + 2
+    raw_snapshot = client.session.frames()[1]
     ack, snapshot = client.drain()
     assert ack == {"type": "ack", "op": "subscribe", "id": "s1", "channels": [f"book.{X}"]}
     assert snapshot == {
@@ -654,7 +653,7 @@ def test_list_reply() -> None:
     msgs = client.subscribe(reply["channels"])
     assert set(client.session.subs) == set(reply["channels"])
     assert all(m["seq"] >= 1 for m in msgs)
-    assert hub.sent["reply"] == 2
+    assert hub.stats.sent["reply"] == 2
 
 
 # -- unsubscribe, re-subscribe, close -----------------------------------------------------------

@@ -97,8 +97,8 @@ class Daemon:
             stale_after_ns=int(self.settings.consolidated.stale_after * 1e9),
         )
         self.hub = Hub(self.engine, self.settings.consolidated.depth, {n: v.spec.id for n, v in venues.items()})
-        self.server = ApiServer(self.hub, self.engine, self.metrics)
-        self.metrics.count_sent(lambda: self.hub.sent)
+        self.server = ApiServer(self.hub, self.engine, self.metrics, self.settings.server)
+        self.metrics.export_hub(lambda: self.hub.stats)
         self.feeds: dict[str, VenueFeed] = {}
         for venue in venues.values():
             self._add_feed(venue)
@@ -240,9 +240,12 @@ class Daemon:
             self.notifier.ready(self.status_line())
             return False
         old, new = self.settings, config.settings
-        for key in ("server", "metrics"):
-            if getattr(old, key) != getattr(new, key):
-                log.warning("reload: [%s] changes take effect only after a restart", key)
+        if old.metrics != new.metrics:
+            log.warning("reload: [metrics] changes take effect only after a restart")
+        for key in ("host", "port", "cert_file", "key_file", "handshake_timeout", "ping_interval", "compression"):
+            if getattr(old.server, key) != getattr(new.server, key):
+                log.warning("reload: server.%s changes take effect only after a restart", key)
+        self.server.configure(new.server)
         removed = self.venues.keys() - venues.keys()
         changed = {n for n in venues.keys() & self.venues.keys() if venues[n] != self.venues[n]}
         added = venues.keys() - self.venues.keys()

@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from crossbook.connector import ConnectorConfig
@@ -40,10 +40,57 @@ class _Strict(BaseModel):
 
 
 class ServerConfig(_Strict):
-    """WebSocket API and HTTP health endpoints."""
+    """WebSocket API and HTTP health endpoints, with the limits that let it face the internet."""
 
     host: str = "127.0.0.1"
     port: int = Field(8765, ge=0, le=65535)
+    max_connections: int = Field(10_000, ge=1)
+    """Open API connections at most; more are refused with HTTP 503 before the upgrade."""
+    max_connections_per_ip: int = Field(200, ge=1)
+    """Open connections from one IP address at most; more are refused with HTTP 429."""
+    max_channels_per_connection: int = Field(1000, ge=1)
+    """More is a ``too_many_channels`` error."""
+    max_frame_bytes: int = Field(65_536, ge=256)
+    """Largest client frame; a larger one closes the connection with 1009."""
+    max_ops_per_second: float = Field(50.0, gt=0)
+    """Client requests per second; over it, ``rate_limited`` errors; far over it, close 1008."""
+    max_buffer_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    """Outgoing bytes queued per connection before it is conflated."""
+    max_buffer_messages: int = Field(10_000, ge=10)
+    """Outgoing messages queued per connection before it is conflated."""
+    slow_client_timeout: float = Field(10.0, gt=0)
+    """A connection still behind this many seconds after falling behind is closed with 1013."""
+    handshake_timeout: float = Field(10.0, gt=0)
+    ping_interval: float = Field(20.0, gt=0)
+    """Seconds between WebSocket pings to each client."""
+    ping_timeout: float = Field(20.0, gt=0)
+    """A client that does not answer a ping within this is closed (1011)."""
+    compression: Literal["none", "deflate"] = "none"
+    """permessage-deflate costs CPU per client per message; off unless bandwidth matters more."""
+    tokens_file: Path | None = None
+    """Bearer tokens, one per line (``#`` comments): when set, every stream connection needs one."""
+    allowed_origins: list[str] = []
+    """Browser ``Origin`` values allowed (empty: any); requests without ``Origin`` are not browsers."""
+    cert_file: Path | None = None
+    """TLS certificate chain (PEM); with ``key_file``, the API serves wss:// and https://."""
+    key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _files(self) -> ServerConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        for path in (self.tokens_file, self.cert_file, self.key_file):
+            if path is not None and not path.is_file():
+                raise ValueError(f"{path} is not a readable file")
+        if self.tokens_file is not None and not read_tokens(self.tokens_file):
+            raise ValueError(f"{self.tokens_file} holds no token")
+        return self
+
+
+def read_tokens(path: Path) -> list[str]:
+    """Tokens from a tokens file: one per line, blank lines and ``#`` comments ignored."""
+    lines = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
 
 
 class MetricsConfig(_Strict):

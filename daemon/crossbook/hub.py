@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -22,36 +23,92 @@ from crossbook.model import Trade
 from crossbook.protocol import Request, RequestError
 
 DEFAULT_DEPTH = 20
+ABUSE_SECONDS = 5
+"""A client over its request rate by this many seconds' worth of requests is disconnected."""
 
 View = dict[Decimal, tuple[Decimal, dict[str, Decimal] | None]]
 
 
+@dataclass
+class Stats:
+    """Plain counters the metrics export (no metrics library in the sans-I/O core)."""
+
+    sent: Counter[str] = field(default_factory=Counter)
+    """Messages queued to clients, by kind (channel message types and ``reply``)."""
+    conflations: int = 0
+    """Times a session fell behind and had its queued channel messages conflated."""
+
+
+@dataclass
+class Limits:
+    """Per-connection limits (the ``[server]`` config)."""
+
+    max_buffer_bytes: int = 4 * 1024 * 1024
+    max_buffer_messages: int = 10_000
+    max_channels: int = 1000
+    max_ops_per_second: float = 50.0
+
+
 class Session:
-    """One API connection's state: its subscriptions and the frames waiting to be sent."""
+    """One API connection's state: its subscriptions and the frames waiting to be sent.
 
-    __slots__ = ("__weakref__", "outbox", "subs")
+    The outbox is bounded: a session that would exceed its limits falls behind. Its queued
+    channel messages are dropped (their seq numbers given back), new ones are not queued, and
+    when it has drained its outbox :meth:`Hub.catch_up` sends each channel's current state.
+    """
 
-    def __init__(self) -> None:
-        self.outbox: deque[bytes] = deque()
+    __slots__ = ("__weakref__", "behind_since", "op_stamp", "op_tokens", "outbox", "queued_bytes", "subs")
+
+    def __init__(self, limits: Limits) -> None:
+        self.outbox: deque[tuple[Sub | None, bytes]] = deque()
+        """(the subscription a channel message belongs to, or None for a reply; the frame)"""
+        self.queued_bytes = 0
         self.subs: dict[str, Sub] = {}
+        self.behind_since: int | None = None
+        """When the session fell behind (ns), until it catches up."""
+        self.op_tokens = limits.max_ops_per_second
+        self.op_stamp = 0
+
+    def push(self, sub: Sub | None, frame: bytes) -> None:
+        self.outbox.append((sub, frame))
+        self.queued_bytes += len(frame)
+
+    def pop(self) -> bytes:
+        _, frame = self.outbox.popleft()
+        self.queued_bytes -= len(frame)
+        return frame
+
+    def frames(self) -> list[bytes]:
+        return [frame for _, frame in self.outbox]
+
+    def drain(self) -> list[bytes]:
+        """Take every queued frame (what a writer would send)."""
+        out = self.frames()
+        self.outbox.clear()
+        self.queued_bytes = 0
+        return out
 
 
 class Sub:
-    __slots__ = ("channel", "seq")
+    __slots__ = ("channel", "dropped", "missed", "seq")
 
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
         self.seq = 0
+        self.missed = False
+        """Messages were dropped while the session was behind: send the current state."""
+        self.dropped = 0
+        """Trade messages dropped (they cannot be conflated, only announced)."""
 
 
 class Channel:
     """Subscribers of one channel (of one depth, for books) and how to reach them."""
 
-    __slots__ = ("heads", "name", "sent", "subs")
+    __slots__ = ("heads", "name", "stats", "subs")
 
-    def __init__(self, name: str, sent: Counter[str]) -> None:
+    def __init__(self, name: str, stats: Stats) -> None:
         self.name = name
-        self.sent = sent
+        self.stats = stats
         self.subs: dict[Session, Sub] = {}
         self.heads: dict[str, bytes] = {}
 
@@ -64,25 +121,54 @@ class Channel:
     def send_one(self, session: Session, kind: str, fields: dict[str, Any]) -> None:
         sub = self.subs[session]
         sub.seq += 1
-        session.outbox.append(protocol.frame(self.head(kind), sub.seq, protocol.channel_body(fields)))
-        self.sent[kind] += 1
+        session.push(sub, protocol.frame(self.head(kind), sub.seq, protocol.channel_body(fields)))
+        self.stats.sent[kind] += 1
 
-    def send(self, kind: str, fields: dict[str, Any], touched: set[Session]) -> None:
+    def send(self, kind: str, fields: dict[str, Any], touched: set[Session], limits: Limits, now_ns: int) -> None:
         head = self.head(kind)
         body = protocol.channel_body(fields)
         frame = protocol.frame
+        sent = 0
         for session, sub in self.subs.items():
+            if session.behind_since is not None:
+                sub.missed = True
+                if kind == "trade":
+                    sub.dropped += 1
+                continue
             sub.seq += 1
-            session.outbox.append(frame(head, sub.seq, body))
-        touched.update(self.subs)
-        self.sent[kind] += len(self.subs)
+            data = frame(head, sub.seq, body)
+            session.outbox.append((sub, data))
+            session.queued_bytes += len(data)
+            sent += 1
+            touched.add(session)
+            if session.queued_bytes > limits.max_buffer_bytes or len(session.outbox) > limits.max_buffer_messages:
+                fall_behind(session, now_ns)
+                self.stats.conflations += 1
+        self.stats.sent[kind] += sent
+
+
+def fall_behind(session: Session, now_ns: int) -> None:
+    """Drop the session's queued channel messages (giving their seq numbers back) and stop
+    queueing until it catches up; replies stay queued."""
+    session.behind_since = now_ns
+    kept: deque[tuple[Sub | None, bytes]] = deque()
+    for sub, data in session.outbox:
+        if sub is None:
+            kept.append((sub, data))
+            continue
+        sub.seq -= 1
+        sub.missed = True
+        session.queued_bytes -= len(data)
+        if data.startswith(b'{"type":"trade"'):
+            sub.dropped += 1
+    session.outbox = kept
 
 
 class BookChannel(Channel):
     __slots__ = ("asks", "bids", "depth", "symbol", "venue")
 
-    def __init__(self, name: str, sent: Counter[str], symbol: str, venue: str | None, depth: int) -> None:
-        super().__init__(name, sent)
+    def __init__(self, name: str, stats: Stats, symbol: str, venue: str | None, depth: int) -> None:
+        super().__init__(name, stats)
         self.symbol = symbol
         self.venue = venue
         self.depth = depth
@@ -93,8 +179,8 @@ class BookChannel(Channel):
 class BboChannel(Channel):
     __slots__ = ("last", "symbol")
 
-    def __init__(self, name: str, sent: Counter[str], symbol: str) -> None:
-        super().__init__(name, sent)
+    def __init__(self, name: str, stats: Stats, symbol: str) -> None:
+        super().__init__(name, stats)
         self.symbol = symbol
         self.last: BBO | None = None
 
@@ -120,23 +206,26 @@ def _bbo_side(side: tuple[Decimal, Decimal, tuple[str, ...]] | None) -> list[Any
 
 
 class Hub:
-    def __init__(self, engine: Engine, max_depth: int, venue_connectors: Mapping[str, str]) -> None:
+    def __init__(
+        self, engine: Engine, max_depth: int, venue_connectors: Mapping[str, str], limits: Limits | None = None
+    ) -> None:
         self.engine = engine
+        self.limits = limits or Limits()
+
         self.max_depth = max_depth
         self.default_depth = min(DEFAULT_DEPTH, max_depth)
         self.venue_connectors = dict(venue_connectors)
         self.sessions: set[Session] = set()
-        self.sent: Counter[str] = Counter()
-        """Messages queued to clients, by kind (channel message types and ``reply``)."""
+        self.stats = Stats()
         self._books: dict[tuple[str, str | None], dict[int, BookChannel]] = {}
         self._bbo: dict[str, BboChannel] = {}
         self._trades: dict[str, Channel] = {}
-        self._status = Channel("status", self.sent)
+        self._status = Channel("status", self.stats)
 
     # -- connections --------------------------------------------------------------------------
 
     def open(self) -> Session:
-        session = Session()
+        session = Session(self.limits)
         self.sessions.add(session)
         return session
 
@@ -146,8 +235,20 @@ class Hub:
         session.subs.clear()
         self.sessions.discard(session)
 
-    def receive(self, session: Session, data: str | bytes, now_ns: int) -> None:
-        """Handle one client frame; replies and snapshots go to ``session.outbox``."""
+    def receive(self, session: Session, data: str | bytes, now_ns: int) -> str | None:
+        """Handle one client frame; replies and snapshots go to ``session.outbox``.
+
+        Returns why the connection must be closed (policy violation), or ``None``.
+        """
+        rate = self.limits.max_ops_per_second
+        session.op_tokens = min(rate, session.op_tokens + (now_ns - session.op_stamp) * rate / 1e9)
+        session.op_stamp = now_ns
+        session.op_tokens -= 1
+        if session.op_tokens < 0:
+            if session.op_tokens < -ABUSE_SECONDS * rate:
+                return f"more than {rate:g} requests a second, sustained"
+            self._reply(session, protocol.error("rate_limited", f"at most {rate:g} requests a second"))
+            return None
         try:
             req = protocol.parse_request(data, self.max_depth)
             if req.op == "subscribe":
@@ -160,10 +261,11 @@ class Hub:
                 self._reply(session, protocol.encode(self.listing(req.id)))
         except RequestError as exc:
             self._reply(session, protocol.error(exc.code, exc.message, exc.request_id))
+        return None
 
     def _reply(self, session: Session, message: bytes) -> None:
-        session.outbox.append(message)
-        self.sent["reply"] += 1
+        session.push(None, message)
+        self.stats.sent["reply"] += 1
 
     def channel_names(self) -> list[str]:
         names = ["status"]
@@ -214,18 +316,18 @@ class Hub:
             groups = self._books.setdefault(key, {})
             channel = groups.get(depth)
             if channel is None:
-                channel = groups[depth] = BookChannel(name, self.sent, symbol, venue or None, depth)
+                channel = groups[depth] = BookChannel(name, self.stats, symbol, venue or None, depth)
                 channel.bids, channel.asks = self._views(channel)
             return channel
         if kind == "bbo":
             bbo = self._bbo.get(rest)
             if bbo is None:
-                bbo = self._bbo[rest] = BboChannel(name, self.sent, rest)
+                bbo = self._bbo[rest] = BboChannel(name, self.stats, rest)
                 bbo.last = self.engine.consolidated[rest].bbo()
             return bbo
         trades = self._trades.get(rest)
         if trades is None:
-            trades = self._trades[rest] = Channel(name, self.sent)
+            trades = self._trades[rest] = Channel(name, self.stats)
         return trades
 
     def _subscribe(self, session: Session, req: Request, now_ns: int) -> None:
@@ -233,6 +335,10 @@ class Hub:
         unknown = [c for c in req.channels if not self._known(c)]
         if unknown:
             raise RequestError("unknown_channel", f"unknown channel(s): {', '.join(unknown)}", req.id)
+        new = sum(1 for c in req.channels if c not in session.subs)
+        if len(session.subs) + new > self.limits.max_channels:
+            limit = self.limits.max_channels
+            raise RequestError("too_many_channels", f"at most {limit} channels per connection", req.id)
         self._reply(
             session,
             protocol.encode({"type": "ack", "op": "subscribe", "id": req.id, "channels": req.channels}),
@@ -275,21 +381,41 @@ class Hub:
         elif channel is not self._status:
             self._trades.pop(channel.name.partition(".")[2], None)
 
-    def _first(self, session: Session, channel: Channel, now_ns: int) -> None:
-        """What a new subscriber gets first: the channel's current state."""
+    def catch_up(self, session: Session, now_ns: int) -> None:
+        """A session that fell behind has drained its outbox: send every channel it missed
+        messages on its current state (books: a snapshot marked ``conflated``; bbo and status:
+        the latest values; trades: a ``conflated`` notice with how many were dropped)."""
+        if session.behind_since is None:
+            return
+        session.behind_since = None
+        for sub in session.subs.values():
+            if not sub.missed:
+                continue
+            sub.missed = False
+            channel = sub.channel
+            if isinstance(channel, BookChannel | BboChannel) or channel is self._status:
+                self._first(session, channel, now_ns, conflated=True)
+            else:
+                channel.send_one(session, "conflated", {"ts": now_ns, "dropped": sub.dropped})
+                sub.dropped = 0
+
+    def _first(self, session: Session, channel: Channel, now_ns: int, conflated: bool = False) -> None:
+        """What a new subscriber gets first (or a conflated one on catching up): the current state."""
+        extra = {"conflated": True} if conflated else {}
         if isinstance(channel, BookChannel):
             fields = {
                 "ts": now_ns,
                 "bids": _levels(_diff({}, channel.bids)),
                 "asks": _levels(_diff({}, channel.asks)),
             }
-            channel.send_one(session, "snapshot", fields)
+            channel.send_one(session, "snapshot", fields | extra)
         elif isinstance(channel, BboChannel):
             assert channel.last is not None
-            channel.send_one(session, "bbo", self._bbo_fields(channel.last, now_ns))
+            channel.send_one(session, "bbo", self._bbo_fields(channel.last, now_ns) | extra)
         elif channel is self._status:
             for (symbol, venue), vb in sorted(self.engine.books.items()):
-                channel.send_one(session, "status", self._status_fields(venue, symbol, vb.state.label, None, now_ns))
+                fields = self._status_fields(venue, symbol, vb.state.label, None, now_ns)
+                channel.send_one(session, "status", fields | extra)
 
     def prune(self) -> set[Session]:
         """Drop subscriptions to channels that no longer exist (after a reload), telling each
@@ -321,10 +447,10 @@ class Hub:
         for venue, trade in changes.trades:
             trades = self._trades.get(trade.symbol)
             if trades is not None:
-                trades.send("trade", self._trade_fields(venue, trade), touched)
+                trades.send("trade", self._trade_fields(venue, trade), touched, self.limits, ts)
         if self._status.subs:
             for st in changes.statuses:
-                self._status.send("status", self._status_change_fields(st), touched)
+                self._status.send("status", self._status_change_fields(st), touched, self.limits, ts)
         return touched
 
     def _views(self, channel: BookChannel) -> tuple[View, View]:
@@ -343,13 +469,13 @@ class Hub:
         dbids, dasks = _diff(channel.bids, bids), _diff(channel.asks, asks)
         channel.bids, channel.asks = bids, asks
         if dbids or dasks:
-            channel.send("delta", {"ts": ts, "bids": _levels(dbids), "asks": _levels(dasks)}, touched)
+            channel.send("delta", {"ts": ts, "bids": _levels(dbids), "asks": _levels(dasks)}, touched, self.limits, ts)
 
     def _bbo_update(self, channel: BboChannel, ts: int, touched: set[Session]) -> None:
         bbo = self.engine.consolidated[channel.symbol].bbo()
         if bbo != channel.last:
             channel.last = bbo
-            channel.send("bbo", self._bbo_fields(bbo, ts), touched)
+            channel.send("bbo", self._bbo_fields(bbo, ts), touched, self.limits, ts)
 
     @staticmethod
     def _bbo_fields(bbo: BBO, ts: int) -> dict[str, Any]:

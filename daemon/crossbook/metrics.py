@@ -7,13 +7,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from crossbook import __version__
+from crossbook.hub import Stats
 
 LATENCY_BUCKETS = (
     0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
@@ -21,17 +22,25 @@ LATENCY_BUCKETS = (
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-class _SentCollector(Collector):
-    def __init__(self, source: Callable[[], Mapping[str, int]]) -> None:
-        self.source = source
+class _HubCollector(Collector):
+    """Counters the sans-I/O hub keeps as plain numbers."""
+
+    def __init__(self, stats: Callable[[], Stats]) -> None:
+        self.stats = stats
 
     def collect(self) -> Iterator[Metric]:
-        family = CounterMetricFamily(
+        stats = self.stats()
+        sent = CounterMetricFamily(
             "crossbook_messages_sent", "API messages queued to clients, by kind", labels=["kind"]
         )
-        for kind, count in sorted(self.source().items()):
-            family.add_metric([kind], count)
-        yield family
+        for kind, count in sorted(stats.sent.items()):
+            sent.add_metric([kind], count)
+        yield sent
+        yield CounterMetricFamily(
+            "crossbook_conflations",
+            "Times a subscriber fell behind and its queued channel messages were conflated",
+            value=stats.conflations,
+        )
 
 
 class VenueMetrics:
@@ -79,6 +88,24 @@ class Metrics:
             registry=r,
         )
         self.clients = Gauge("crossbook_clients", "Open API connections", registry=r)
+        self.clients_closed = Counter(
+            "crossbook_clients_closed_total",
+            "API connections closed, by reason (client, shutdown, slow, policy, frame_too_big, ping_timeout)",
+            ["reason"],
+            registry=r,
+        )
+        self.client_buffer_bytes = Histogram(
+            "crossbook_client_buffer_bytes",
+            "Bytes queued for a client when its writer starts draining",
+            buckets=(1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216),
+            registry=r,
+        )
+        self.handshakes_rejected = Counter(
+            "crossbook_handshakes_rejected_total",
+            "Stream handshakes refused before the upgrade, by reason",
+            ["reason"],
+            registry=r,
+        )
         self.latency = Histogram(
             "crossbook_latency_seconds",
             "Local receive of a venue message to its updates handed to subscribers",
@@ -99,9 +126,9 @@ class Metrics:
             registry=r,
         )
 
-    def count_sent(self, source: Callable[[], Mapping[str, int]]) -> None:
-        """Export ``crossbook_messages_sent_total{kind}`` from the hub's own plain counters."""
-        self.registry.register(_SentCollector(source))
+    def export_hub(self, stats: Callable[[], Stats]) -> None:
+        """Export ``crossbook_messages_sent_total{kind}`` and ``crossbook_conflations_total``."""
+        self.registry.register(_HubCollector(stats))
 
     def venue(self, venue: str, symbols: Iterable[str], last_ns: Callable[[], int | None]) -> VenueMetrics:
         def age() -> float:

@@ -1,16 +1,22 @@
 """The API's I/O edge: WebSocket connections on ``/v1/stream`` plus ``/healthz`` and ``/readyz``.
 
 websockets' types stay in this module. Each connection has a reader (frames to the hub) and a
-writer that drains the session's outbox when the hub wakes it.
+writer that drains the session's outbox when the hub wakes it. Handshakes are checked before
+the upgrade (origin, bearer token, connection limits); slow clients are conflated by the hub
+and closed with 1013 here if they stay behind.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
+import ssl
 import time
+from collections import Counter
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import anyio
 import orjson
@@ -20,21 +26,41 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from crossbook.config import ServerConfig, read_tokens
 from crossbook.engine import Engine
-from crossbook.hub import Hub, Session
+from crossbook.hub import Hub, Limits, Session
 from crossbook.metrics import Metrics
 
 log = logging.getLogger("crossbook.server")
 STREAM_PATH = "/v1/stream"
 CLOSE_TIMEOUT = 2.0
+CLOSE_REASONS = {1001: "shutdown", 1008: "policy", 1009: "frame_too_big", 1011: "ping_timeout", 1013: "slow"}
+
+
+def limits(config: ServerConfig) -> Limits:
+    return Limits(
+        max_buffer_bytes=config.max_buffer_bytes,
+        max_buffer_messages=config.max_buffer_messages,
+        max_channels=config.max_channels_per_connection,
+        max_ops_per_second=config.max_ops_per_second,
+    )
 
 
 class ApiServer:
-    def __init__(self, hub: Hub, engine: Engine, metrics: Metrics) -> None:
+    def __init__(self, hub: Hub, engine: Engine, metrics: Metrics, config: ServerConfig | None = None) -> None:
         self.hub = hub
         self.engine = engine
         self.metrics = metrics
         self.waiters: dict[Session, asyncio.Event] = {}
+        self.connections: dict[Session, ServerConnection] = {}
+        self.per_ip: Counter[str] = Counter()
+        self.configure(config or ServerConfig())
+
+    def configure(self, config: ServerConfig) -> None:
+        """Apply limits, tokens and origins (also on reload; host, port and TLS need a restart)."""
+        self.config = config
+        self.tokens = [t.encode() for t in read_tokens(config.tokens_file)] if config.tokens_file else []
+        self.hub.limits = limits(config)
 
     def wake(self, sessions: set[Session]) -> None:
         """Called after the hub queued frames: let those sessions' writers run."""
@@ -46,35 +72,86 @@ class ApiServer:
 
     async def serve(self, host: str, port: int, *, task_status: TaskStatus[int]) -> None:
         """Listen until cancelled; on the way out close every client with 1001 (going away)."""
+        cfg = self.config
+        tls = None
+        if cfg.cert_file and cfg.key_file:
+            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            tls.load_cert_chain(cfg.cert_file, cfg.key_file)
         server: Server = await serve(
-            self._connection, host, port, process_request=self._http, close_timeout=CLOSE_TIMEOUT
+            self._connection,
+            host,
+            port,
+            process_request=self._http,
+            close_timeout=CLOSE_TIMEOUT,
+            open_timeout=cfg.handshake_timeout,
+            ping_interval=cfg.ping_interval,
+            ping_timeout=cfg.ping_timeout,
+            max_size=cfg.max_frame_bytes,
+            compression="deflate" if cfg.compression == "deflate" else None,
+            ssl=tls,
         )
         bound = server.sockets[0].getsockname()[1]
-        log.info("API listening on ws://%s:%d%s", host, bound, STREAM_PATH)
+        log.info("API listening on %s://%s:%d%s", "wss" if tls else "ws", host, bound, STREAM_PATH)
         try:
-            task_status.started(bound)
-            await anyio.sleep_forever()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._reap_slow, tg)
+                task_status.started(bound)
+                await anyio.sleep_forever()
         finally:
             with anyio.move_on_after(CLOSE_TIMEOUT + 1, shield=True):
                 server.close()
                 await server.wait_closed()
 
+    # -- handshakes ---------------------------------------------------------------------------
+
     def _http(self, connection: ServerConnection, request: Request) -> Response | None:
-        path = request.path.partition("?")[0]
-        if path == STREAM_PATH:
-            return None
-        if path == "/healthz":
+        url = urlparse(request.path)
+        if url.path == "/healthz":
             return _response(HTTPStatus.OK, {"status": "ok"})
-        if path == "/readyz":
+        if url.path == "/readyz":
             waiting = [{"venue": v, "symbol": s, "state": st.label} for v, s, st in self.engine.not_live()]
             if waiting:
                 return _response(HTTPStatus.SERVICE_UNAVAILABLE, {"status": "not ready", "not_live": waiting})
             return _response(HTTPStatus.OK, {"status": "ready"})
-        return _response(HTTPStatus.NOT_FOUND, {"error": f"no such path; the stream is at {STREAM_PATH}"})
+        if url.path != STREAM_PATH:
+            return self._reject("not_found", HTTPStatus.NOT_FOUND, f"no such path; the stream is at {STREAM_PATH}")
+        origin = request.headers.get("Origin")
+        if self.config.allowed_origins and origin is not None and origin not in self.config.allowed_origins:
+            return self._reject("origin", HTTPStatus.FORBIDDEN, "origin not allowed")
+        if self.tokens and not self._authorized(request.headers, url.query):
+            response = self._reject("unauthorized", HTTPStatus.UNAUTHORIZED, "a valid bearer token is required")
+            response.headers["WWW-Authenticate"] = "Bearer"
+            return response
+        if len(self.connections) >= self.config.max_connections:
+            return self._reject("too_many_connections", HTTPStatus.SERVICE_UNAVAILABLE, "too many connections")
+        if self.per_ip[_ip(connection)] >= self.config.max_connections_per_ip:
+            return self._reject("too_many_per_ip", HTTPStatus.TOO_MANY_REQUESTS, "too many connections from your IP")
+        return None
+
+    def _authorized(self, headers: Headers, query: str) -> bool:
+        """Bearer token from the header or ``?token=``, compared in constant time with every token."""
+        auth = headers.get("Authorization", "")
+        given = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+        if not given:
+            given = (parse_qs(query).get("token") or [""])[0]
+        candidate = given.encode()
+        ok = False
+        for token in self.tokens:
+            ok |= hmac.compare_digest(candidate, token)
+        return ok
+
+    def _reject(self, reason: str, status: HTTPStatus, message: str) -> Response:
+        self.metrics.handshakes_rejected.labels(reason).inc()
+        return _response(status, {"error": message})
+
+    # -- connections --------------------------------------------------------------------------
 
     async def _connection(self, ws: ServerConnection) -> None:
         session = self.hub.open()
         event = self.waiters[session] = asyncio.Event()
+        self.connections[session] = ws
+        ip = _ip(ws)
+        self.per_ip[ip] += 1
         self.metrics.clients.inc()
         try:
             async with anyio.create_task_group() as tg:
@@ -83,30 +160,65 @@ class ApiServer:
                 tg.cancel_scope.cancel()
         finally:
             del self.waiters[session]
+            del self.connections[session]
+            self.per_ip[ip] -= 1
+            if not self.per_ip[ip]:
+                del self.per_ip[ip]
             self.hub.close(session)
             self.metrics.clients.dec()
+            self.metrics.clients_closed.labels(_close_reason(ws)).inc()
 
     async def _read(self, ws: ServerConnection, session: Session, event: asyncio.Event) -> None:
         receive = self.hub.receive
         try:
             async for message in ws:
-                receive(session, message, time.time_ns())
+                violation = receive(session, message, time.time_ns())
+                if violation is not None:
+                    await ws.close(1008, violation[:120])
+                    return
                 if session.outbox:
                     event.set()
         except ConnectionClosed:
             pass
 
-    @staticmethod
-    async def _write(ws: ServerConnection, session: Session, event: asyncio.Event) -> None:
-        outbox = session.outbox
+    async def _write(self, ws: ServerConnection, session: Session, event: asyncio.Event) -> None:
+        buffered = self.metrics.client_buffer_bytes
         try:
             while True:
                 await event.wait()
                 event.clear()
-                while outbox:
-                    await ws.send(outbox.popleft(), text=True)
+                if session.outbox:
+                    buffered.observe(session.queued_bytes)
+                while session.outbox:
+                    await ws.send(session.pop(), text=True)
+                if session.behind_since is not None:
+                    self.hub.catch_up(session, time.time_ns())
+                    event.set()
         except ConnectionClosed:
             pass
+
+    async def _reap_slow(self, tg: Any) -> None:
+        """Close connections still behind ``slow_client_timeout`` after falling behind (1013)."""
+        while True:
+            timeout = self.config.slow_client_timeout
+            await anyio.sleep(min(0.25, timeout / 4))
+            cutoff = time.time_ns() - int(timeout * 1e9)
+            for session, ws in list(self.connections.items()):
+                if session.behind_since is not None and session.behind_since < cutoff:
+                    session.behind_since = None  # closed once
+                    tg.start_soon(ws.close, 1013, "too slow: still behind after conflation")
+
+
+def _ip(connection: ServerConnection) -> str:
+    address = connection.remote_address
+    return str(address[0]) if address else "?"
+
+
+def _close_reason(ws: ServerConnection) -> str:
+    sent = ws.protocol.close_sent
+    if sent is not None and sent.code in CLOSE_REASONS:
+        return CLOSE_REASONS[sent.code]
+    return "client"
 
 
 def _response(status: HTTPStatus, body: dict[str, Any]) -> Response:
