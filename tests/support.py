@@ -23,9 +23,15 @@ ROOT = TESTS.parent
 
 @contextlib.asynccontextmanager
 async def running_daemon(tmp_path: Path, toml: str) -> AsyncIterator[tuple[Daemon, Addresses]]:
-    """Run a daemon in this event loop on ephemeral ports; cancelled on exit."""
+    """Run a daemon in this event loop on ephemeral ports (a ``[server]`` table in ``toml`` keeps
+    its other keys); cancelled on exit."""
     path = tmp_path / "crossbook.toml"
-    path.write_text(toml + '\n[server]\nhost = "127.0.0.1"\nport = 0\n[metrics]\nhost = "127.0.0.1"\nport = 0\n')
+    listen = 'host = "127.0.0.1"\nport = 0\n'
+    if "[server]\n" in toml:
+        toml = toml.replace("[server]\n", "[server]\n" + listen)
+    else:
+        toml += "\n[server]\n" + listen
+    path.write_text(toml + "\n[metrics]\n" + listen)
     config = load(path, environ={})
     registry = load_connectors(config.settings.plugins, config.settings.disabled_plugins)
     daemon = Daemon(config, config.venues(registry))
