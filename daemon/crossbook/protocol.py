@@ -41,8 +41,8 @@ def parse_request(data: str | bytes, max_depth: int) -> Request:
     if not isinstance(msg, dict):
         raise RequestError("bad_json", "a request must be a JSON object")
     rid = msg.get("id")
-    if (rid is not None and not isinstance(rid, int | str)) or isinstance(rid, bool):
-        raise RequestError("bad_request", "'id' must be an integer or a string")
+    if not _valid_id(rid):
+        raise RequestError("bad_request", "'id' must be a 64-bit integer or a string of at most 64 characters")
     op = msg.get("op")
     if op not in OPS:
         raise RequestError("unknown_op", f"unknown op {op!r}; expected one of {', '.join(OPS)}", rid)
@@ -57,6 +57,16 @@ def parse_request(data: str | bytes, max_depth: int) -> Request:
             if not isinstance(depth, int) or isinstance(depth, bool) or not 1 <= depth <= max_depth:
                 raise RequestError("bad_depth", f"'depth' must be an integer from 1 to {max_depth}", rid)
     return Request(op, rid, list(dict.fromkeys(channels)), depth)
+
+
+def _valid_id(rid: Any) -> bool:
+    if rid is None:
+        return True
+    if isinstance(rid, bool):
+        return False
+    if isinstance(rid, int):
+        return -(2**63) <= rid < 2**63
+    return isinstance(rid, str) and len(rid) <= 64
 
 
 def encode(msg: dict[str, Any]) -> bytes:

@@ -45,7 +45,8 @@ log = logging.getLogger("crossbook.streaming")
 
 HANDOVER_TIMEOUT = 60.0
 """A planned reconnect gives up waiting for the new connection's books after this long."""
-PARSE_ERRORS = (ValueError, KeyError, TypeError, IndexError, ArithmeticError)
+PARSE_ERRORS = (ValueError, KeyError, TypeError, IndexError, AttributeError, ArithmeticError)
+"""What a parser raises on a frame it cannot read (malformed JSON, missing or mistyped fields)."""
 
 
 class StreamingConfig(ConnectorConfig):

@@ -55,6 +55,13 @@ class BookUpdate:
     """The venue's checksum of the book after this update, when it sends one (0 = none)."""
 
 
+def seq_id(value: Any) -> int:
+    """A venue sequence id, which must be a JSON integer (a mistyped one makes the frame unreadable)."""
+    if type(value) is not int:
+        raise TypeError(f"sequence id {value!r} is not an integer")
+    return value
+
+
 @dataclass(slots=True)
 class Send:
     frame: str

@@ -16,7 +16,17 @@ import orjson
 
 from crossbook.exact import parse as dec
 from crossbook.model import Level, Side, Trade
-from crossbook.venue import HEARD, BookUpdate, ConnectionState, HttpRequest, Output, Reconnect, SnapshotSource, Stream
+from crossbook.venue import (
+    HEARD,
+    BookUpdate,
+    ConnectionState,
+    HttpRequest,
+    Output,
+    Reconnect,
+    SnapshotSource,
+    Stream,
+    seq_id,
+)
 
 SPOT_WEIGHTS = ((100, 5), (500, 25), (1000, 50), (5000, 250))
 FUTURES_WEIGHTS = ((50, 2), (100, 5), (500, 10), (1000, 20))
@@ -114,10 +124,10 @@ class BinanceProtocol:
                     levels(data["b"]),
                     levels(data["a"]),
                     recv_ns,
-                    data["E"] * 1_000_000,
-                    first=None if self.futures else data["U"],
-                    last=data["u"],
-                    prev=data["pu"] if self.futures else None,
+                    seq_id(data["E"]) * 1_000_000,
+                    first=None if self.futures else seq_id(data["U"]),
+                    last=seq_id(data["u"]),
+                    prev=seq_id(data["pu"]) if self.futures else None,
                 )
             ]
         if kind in ("trade", "aggTrade"):
@@ -127,9 +137,9 @@ class BinanceProtocol:
                     dec(data["p"]),
                     dec(data["q"]),
                     Side.SELL if data["m"] else Side.BUY,  # m: the buyer was the maker
-                    str(data["t"] if kind == "trade" else data["a"]),
+                    str(seq_id(data["t"] if kind == "trade" else data["a"])),
                     recv_ns,
-                    data["T"] * 1_000_000,
+                    seq_id(data["T"]) * 1_000_000,
                 )
             ]
         if kind == "serverShutdown":
@@ -150,7 +160,6 @@ class BinanceProtocol:
 
     def parse_snapshot(self, symbol: str, body: bytes, recv_ns: int) -> BookUpdate:
         msg = orjson.loads(body)
-        venue_ns = msg["E"] * 1_000_000 if "E" in msg else None
-        return BookUpdate(
-            symbol, levels(msg["bids"]), levels(msg["asks"]), recv_ns, venue_ns, snapshot=True, last=msg["lastUpdateId"]
-        )
+        venue_ns = seq_id(msg["E"]) * 1_000_000 if "E" in msg else None
+        last = seq_id(msg["lastUpdateId"])
+        return BookUpdate(symbol, levels(msg["bids"]), levels(msg["asks"]), recv_ns, venue_ns, snapshot=True, last=last)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import cast
 
 from crossbook.model import BookState, Event, Trade, VenueStatus
+from crossbook.streaming import PARSE_ERRORS
 from crossbook.sync import Action, BookSync, FetchSnapshot, Resubscribe
 from crossbook.venue import BookUpdate, ConnectionState, Output, RestSnapshots, Resync, VenueProtocol
 
@@ -40,7 +41,7 @@ class Replay:
     def frame(self, data: str | bytes, recv_ns: int) -> list[Output]:
         try:
             outputs = self.protocol.parse(self.conn, data, recv_ns)
-        except (ValueError, KeyError, TypeError, IndexError, ArithmeticError) as exc:
+        except PARSE_ERRORS as exc:
             self.parse_errors.append(f"{type(exc).__name__}: {exc}")
             return []
         self.outputs.extend(o for o in outputs if not isinstance(o, BookUpdate))
