@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
 from crossbook.hookspecs import hookimpl
 from crossbook.registry import ConnectorRegistry
 from crossbook.streaming import StreamingConfig, StreamingConnector
-from crossbook.sync import BookSync, FirstLastIds, PrevLinked
+from crossbook.sync import BookSync, FirstLastIds, PrevLinked, SequenceRule
 from crossbook.venue import SnapshotSource
 from crossbook_binance.protocol import FUTURES_LIMITS, BinanceProtocol
 
@@ -48,43 +48,37 @@ class BinanceFuturesConfig(StreamingConfig):
 
 
 def spot(venue: str, symbols: tuple[str, ...], config: BinanceConfig) -> StreamingConnector:
-    protocol = BinanceProtocol(
-        symbols,
-        ws_url=config.ws_url,
-        rest_url=config.rest_url,
-        update_speed=config.update_speed,
-        snapshot_limit=config.snapshot_limit,
-        trades=config.trades,
-        streams_per_connection=config.streams_per_connection,
-    )
-    return StreamingConnector(
-        venue,
-        symbols,
-        protocol,
-        lambda s: BookSync(s, FirstLastIds(), SnapshotSource.REST),
-        weight_per_minute=config.snapshot_weight_per_minute,
-        idle_timeout=config.idle_timeout,
-        max_connection_age=MAX_CONNECTION_AGE,
-    )
+    return _connector(venue, symbols, config, BinanceProtocol(symbols, **_protocol_keys(config)), FirstLastIds())
 
 
 def futures(venue: str, symbols: tuple[str, ...], config: BinanceFuturesConfig) -> StreamingConnector:
-    protocol = BinanceProtocol(
-        symbols,
-        ws_url=config.ws_url,
-        rest_url=config.rest_url,
-        futures=True,
-        trades_ws_url=config.trades_ws_url,
-        update_speed=config.update_speed,
-        snapshot_limit=config.snapshot_limit,
-        trades=config.trades,
-        streams_per_connection=config.streams_per_connection,
-    )
+    keys = _protocol_keys(config) | {"futures": True, "trades_ws_url": config.trades_ws_url}
+    return _connector(venue, symbols, config, BinanceProtocol(symbols, **keys), PrevLinked())
+
+
+def _protocol_keys(config: BinanceConfig | BinanceFuturesConfig) -> dict[str, Any]:
+    return {
+        "ws_url": config.ws_url,
+        "rest_url": config.rest_url,
+        "update_speed": config.update_speed,
+        "snapshot_limit": config.snapshot_limit,
+        "trades": config.trades,
+        "streams_per_connection": config.streams_per_connection,
+    }
+
+
+def _connector(
+    venue: str,
+    symbols: tuple[str, ...],
+    config: BinanceConfig | BinanceFuturesConfig,
+    protocol: BinanceProtocol,
+    rule: SequenceRule,
+) -> StreamingConnector:
     return StreamingConnector(
         venue,
         symbols,
         protocol,
-        lambda s: BookSync(s, PrevLinked(), SnapshotSource.REST),
+        lambda s: BookSync(s, rule, SnapshotSource.REST),
         weight_per_minute=config.snapshot_weight_per_minute,
         idle_timeout=config.idle_timeout,
         max_connection_age=MAX_CONNECTION_AGE,

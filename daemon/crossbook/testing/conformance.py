@@ -58,6 +58,8 @@ class Subject:
     depth: int | None = None
     """Levels a side the connector keeps (subscribed depth), if limited."""
     planned_reconnects: bool = False
+    resync_reconnects: bool = False
+    """True for a venue that cannot resync one symbol on an open connection."""
     market_levels: int = 30
 
 
@@ -137,6 +139,8 @@ async def _gap(r: Rig) -> None:
     await r.until(lambda: sum(r.feed.resyncs(reason) for reason in r.subject.gap_reasons) >= 1)
     await r.converge()
     assert {s: len(r.feed.statuses(s)) for s in other} == before, "another symbol resynced"
+    if not r.subject.resync_reconnects:
+        assert r.fake.connects == 1, "the connection was dropped to resync one symbol"
 
 
 async def _checksum(r: Rig) -> None:
@@ -173,6 +177,7 @@ async def _garbage(r: Rig) -> None:
     with anyio.fail_after(5):
         await r.feed.wait_for(lambda: len(r.feed.skipped) >= skipped + 2)
     await r.converge()
+    assert r.fake.connects == 1, "a garbage frame dropped the connection"
 
 
 async def _rest_429(r: Rig) -> None:
