@@ -19,13 +19,18 @@ from crossbook.model import Level
 
 
 class AggLevel:
-    """One consolidated price level: total size and each venue's share."""
+    """One consolidated price level: total size and each venue's share.
 
-    __slots__ = ("total", "venues")
+    ``version`` changes with every change to the level (it is unique in its book), so a reader can
+    tell whether a level changed without copying its attribution.
+    """
+
+    __slots__ = ("total", "venues", "version")
 
     def __init__(self) -> None:
         self.total = exact.ZERO
         self.venues: dict[str, Decimal] = {}
+        self.version = 0
 
 
 ConsolidatedLevel = tuple[Decimal, Decimal, dict[str, Decimal]]
@@ -52,11 +57,12 @@ class ConsolidatedBook:
     """Sum of the live venues' books with attribution; bids keyed by negated price (``copy_negate()``,
     which is exact where unary minus rounds to the context's precision)."""
 
-    __slots__ = ("_asks", "_bids")
+    __slots__ = ("_asks", "_bids", "_version")
 
     def __init__(self) -> None:
         self._bids: SortedDict = SortedDict()
         self._asks: SortedDict = SortedDict()
+        self._version = 0
 
     def _set(self, side: SortedDict, key: Decimal, venue: str, size: Decimal) -> None:
         level: AggLevel | None = side.get(key)
@@ -65,6 +71,10 @@ class ConsolidatedBook:
                 return
             level = side[key] = AggLevel()
         old = level.venues.get(venue)
+        if old == size or (old is None and not size):
+            return  # no change (the same size, perhaps written with other trailing zeros)
+        self._version += 1
+        level.version = self._version
         if size:
             level.venues[venue] = size
             level.total = exact.add(level.total, size) if old is None else exact.add(exact.sub(level.total, old), size)
@@ -92,6 +102,13 @@ class ConsolidatedBook:
 
     def top_asks(self, n: int) -> list[ConsolidatedLevel]:
         return [(k, lv.total, lv.venues) for k, lv in islice(self._asks.items(), n)]
+
+    def view_bids(self, n: int) -> list[tuple[Decimal, AggLevel]]:
+        """The best ``n`` bid levels themselves (live objects: read them before the book changes)."""
+        return [(k.copy_negate(), lv) for k, lv in islice(self._bids.items(), n)]
+
+    def view_asks(self, n: int) -> list[tuple[Decimal, AggLevel]]:
+        return list(islice(self._asks.items(), n))
 
     def bbo(self) -> BBO:
         bid = ask = None

@@ -18,7 +18,7 @@ from typing import Any
 from crossbook import protocol
 from crossbook.consolidated import BBO
 from crossbook.engine import Changes, Engine, StatusChange
-from crossbook.exact import text
+from crossbook.exact import ZERO, text
 from crossbook.model import Trade
 from crossbook.protocol import Request, RequestError
 
@@ -26,7 +26,10 @@ DEFAULT_DEPTH = 20
 ABUSE_SECONDS = 5
 """A client over its request rate by this many seconds' worth of requests is disconnected."""
 
-View = dict[Decimal, tuple[Decimal, dict[str, Decimal] | None]]
+View = dict[Decimal, tuple[Decimal, int, dict[str, Decimal] | None]]
+"""price -> (size, version, attribution): consolidated levels carry their version (see
+:class:`~crossbook.consolidated.AggLevel`) and a reference to their live attribution, so a view
+is built and compared without copying; venue book levels have version 0 and no attribution."""
 
 
 @dataclass
@@ -186,8 +189,12 @@ class BboChannel(Channel):
 
 
 def _diff(old: View, new: View) -> list[tuple[Decimal, Decimal, dict[str, Decimal] | None]]:
-    out = [(p, s, a) for p, (s, a) in new.items() if old.get(p) != (s, a)]
-    out.extend((p, Decimal(0), {} if a is not None else None) for p, (_, a) in old.items() if p not in new)
+    out = []
+    for p, (s, v, a) in new.items():
+        before = old.get(p)
+        if before is None or before[1] != v or before[0] != s:
+            out.append((p, s, a))
+    out.extend((p, ZERO, {} if a is not None else None) for p, (_, _, a) in old.items() if p not in new)
     return out
 
 
@@ -458,11 +465,11 @@ class Hub:
         if channel.venue is None:
             cb = self.engine.consolidated[channel.symbol]
             return (
-                {p: (s, dict(a)) for p, s, a in cb.top_bids(n)},
-                {p: (s, dict(a)) for p, s, a in cb.top_asks(n)},
+                {p: (lv.total, lv.version, lv.venues) for p, lv in cb.view_bids(n)},
+                {p: (lv.total, lv.version, lv.venues) for p, lv in cb.view_asks(n)},
             )
         book = self.engine.book(channel.symbol, channel.venue)
-        return {p: (s, None) for p, s in book.top_bids(n)}, {p: (s, None) for p, s in book.top_asks(n)}
+        return {p: (s, 0, None) for p, s in book.top_bids(n)}, {p: (s, 0, None) for p, s in book.top_asks(n)}
 
     def _book_delta(self, channel: BookChannel, ts: int, touched: set[Session]) -> None:
         bids, asks = self._views(channel)
