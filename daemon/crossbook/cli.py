@@ -63,6 +63,15 @@ def _prepare(path: str | None) -> tuple[Config, ConnectorRegistry, dict[str, Ven
     return config, registry, config.venues(registry)
 
 
+def _backend_options() -> dict[str, Any]:
+    """uvloop when it is installed (``pip install crossbook[fast]``), else asyncio's own loop."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return {}
+    return {"use_uvloop": True}
+
+
 def _reload(path: str | None) -> tuple[Config, dict[str, Venue]]:
     config, _registry, venues = _prepare(path)
     return config, venues
@@ -88,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from crossbook.app import Daemon
 
     try:
-        anyio.run(Daemon(config, venues, partial(_reload, path)).run)
+        anyio.run(Daemon(config, venues, partial(_reload, path)).run, backend_options=_backend_options())
     except OSError as exc:
         log.error("cannot start: %s", exc)
         return 1
