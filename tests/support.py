@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -96,3 +97,11 @@ def daemon_process(*args: str, env: dict[str, str] | None = None) -> Iterator[Da
         if daemon.proc.poll() is None:
             daemon.proc.kill()
         daemon.proc.wait(10)
+
+
+async def metric(daemon: Any, name: str, labels: dict[str, str] | None = None, at_least: float = 1) -> float:
+    """Wait for a metric to reach a value (connection teardown runs after the client sees the close)."""
+    with anyio.fail_after(10):
+        while (value := daemon.metrics.registry.get_sample_value(name, labels or {}) or 0) < at_least:  # noqa: ASYNC110
+            await anyio.sleep(0.01)  # metrics have no change event; poll briefly
+    return float(value)

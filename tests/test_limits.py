@@ -23,7 +23,7 @@ from crossbook.engine import Engine
 from crossbook.exact import text
 from crossbook.hub import Hub, Limits
 from crossbook.model import BookDelta, BookSnapshot
-from support import running_daemon
+from support import metric, running_daemon
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -100,14 +100,6 @@ async def raw_stalled_client(port: int, request: bytes) -> socket.socket:
     )
     sock.sendall(header + mask + request)
     return sock
-
-
-async def metric(daemon: Any, name: str, labels: dict[str, str] | None = None, at_least: float = 1) -> float:
-    """Wait for a metric to reach a value (connection teardown runs after the client sees the close)."""
-    with anyio.fail_after(10):
-        while (value := daemon.metrics.registry.get_sample_value(name, labels or {}) or 0) < at_least:  # noqa: ASYNC110
-            await anyio.sleep(0.01)  # metrics have no change event; poll briefly
-    return float(value)
 
 
 async def test_stalled_clients_are_closed_1013_and_fast_ones_keep_up(tmp_path: Path) -> None:

@@ -58,6 +58,8 @@ class StreamingConfig(ConnectorConfig):
     """Seconds without any frame before a connection counts as stalled (default: the venue's)."""
     snapshot_weight_per_minute: float = Field(600.0, gt=0)
     """REST request weight the venue may spend per minute on snapshots."""
+    rest_timeout: float = Field(10.0, gt=0)
+    """Seconds a REST snapshot request may take before it is retried."""
 
 
 class _Reconnect(Exception):
@@ -101,8 +103,10 @@ class StreamingConnector:
         weight_per_minute: float = 600.0,
         idle_timeout: float | None = None,
         max_connection_age: float | None = None,
+        rest_timeout: float = 10.0,
         rng: random.Random | None = None,
     ) -> None:
+        self.rest_timeout = rest_timeout
         self.venue = venue
         self.symbols = tuple(symbols)
         self.protocol = protocol
@@ -129,6 +133,7 @@ class StreamingConnector:
                     self.rest.snapshot_request,
                     self._snapshot_arrived,
                     weight_per_minute=self.weight_per_minute,
+                    timeout=self.rest_timeout,
                 )
                 tg.start_soon(self.scheduler.run)
             for stream in self.protocol.streams(self.symbols):

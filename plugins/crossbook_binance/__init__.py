@@ -82,6 +82,7 @@ def _connector(
         weight_per_minute=config.snapshot_weight_per_minute,
         idle_timeout=config.idle_timeout,
         max_connection_age=MAX_CONNECTION_AGE,
+        rest_timeout=config.rest_timeout,
     )
 
 

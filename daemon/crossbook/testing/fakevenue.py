@@ -76,6 +76,8 @@ class FakeVenue:
         self.stalled = False
         self.rest_failures: list[tuple[int, dict[str, str]]] = []
         """Responses to give to the next REST requests instead of the snapshot."""
+        self.rest_delay = 0.0
+        """Seconds to hold every REST response (a slow or hanging venue)."""
         self.rest_requests: list[tuple[float, str]] = []
         """(monotonic time, path) of every REST request served."""
         self.connects = 0
@@ -101,11 +103,13 @@ class FakeVenue:
 
     # -- server -------------------------------------------------------------------------------
 
-    def _http(self, connection: ServerConnection, request: Request) -> Response | None:
+    async def _http(self, connection: ServerConnection, request: Request) -> Response | None:
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return None
         url = urlparse(request.path)
         self.rest_requests.append((time.monotonic(), url.path))
+        if self.rest_delay:
+            await asyncio.sleep(self.rest_delay)
         if self.rest_failures:
             status, headers = self.rest_failures.pop(0)
             return _response(status, "{}", headers)
