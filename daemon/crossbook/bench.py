@@ -9,6 +9,8 @@ Two bounded scenarios, all on this machine, printed as a table and as JSON:
    ``--subscribers`` WebSocket clients here subscribed to ``book.BTC-USDT`` and ``bbo.BTC-USDT``:
    venue messages/s ingested, messages/s delivered, latency from the venue message's local
    receive to the client's receive (p50/p99/max), and the daemon's peak RSS.
+3. ``stalled``: ``e2e`` again with ``--stalled`` more subscribers that never read, to show what
+   slow clients cost the others.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import argparse
 import os
 import random
 import re
+import socket
 import statistics
 import subprocess
 import sys
@@ -84,7 +87,7 @@ def _metric(port: int, name: str) -> float:
     return sum(float(m.group(1)) for m in re.finditer(rf"^{name}(?:{{[^}}]*}})? (\S+)$", body, flags=re.M))
 
 
-def bench_e2e(seconds: float, subscribers: int, rate: float) -> dict[str, Any]:
+def bench_e2e(seconds: float, subscribers: int, rate: float, stalled: int = 0) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "bench.toml"
         config.write_text(
@@ -99,7 +102,7 @@ def bench_e2e(seconds: float, subscribers: int, rate: float) -> dict[str, Any]:
         )
         try:
             api, metrics = _ports(proc)
-            figures: dict[str, Any] = anyio.run(_clients, api, metrics, seconds, subscribers)
+            figures: dict[str, Any] = anyio.run(_clients, api, metrics, seconds, subscribers, stalled)
             status = Path(f"/proc/{proc.pid}/status").read_text()
             peak_kib = re.search(r"VmHWM:\s+(\d+)", status)
             figures["daemon_peak_rss_mib"] = int(peak_kib.group(1)) / 1024 if peak_kib else float("nan")
@@ -126,8 +129,24 @@ def _ports(proc: subprocess.Popen[str]) -> tuple[int, int]:
     raise RuntimeError("daemon did not start")
 
 
-async def _clients(api: int, metrics: int, seconds: float, subscribers: int) -> dict[str, Any]:
+def _stalled_client(api: int) -> socket.socket:
+    """A subscriber that completes the handshake and subscribes, then never reads."""
+    sock = socket.create_connection(("127.0.0.1", api))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.sendall(
+        b"GET /v1/stream HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    sock.recv(4096)
+    request = b'{"op":"subscribe","id":1,"channels":["book.BTC-USDT","bbo.BTC-USDT"],"depth":20}'
+    sock.sendall(bytes([0x81, 0x80 | len(request)]) + b"\0\0\0\0" + request)
+    return sock
+
+
+async def _clients(api: int, metrics: int, seconds: float, subscribers: int, stalled: int) -> dict[str, Any]:
     from websockets.asyncio.client import connect
+
+    stalled_socks = [await anyio.to_thread.run_sync(_stalled_client, api) for _ in range(stalled)]
 
     latencies: list[int] = []
     received = [0]
@@ -162,7 +181,14 @@ async def _clients(api: int, metrics: int, seconds: float, subscribers: int) -> 
         "latency_max_us": lat[-1] / 1e3,
         "latency_mean_us": statistics.fmean(lat) / 1e3,
         "subscribers": subscribers,
-    }
+        "stalled_subscribers": len(stalled_socks),
+    } | _close(stalled_socks)
+
+
+def _close(socks: list[socket.socket]) -> dict[str, Any]:
+    for sock in socks:
+        sock.close()
+    return {}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,13 +196,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="measuring time per scenario")
     parser.add_argument("--subscribers", type=int, default=10, help="API subscribers")
     parser.add_argument("--rate", type=float, default=1000.0, help="e2e: messages/s of each of the 3 sim venues")
-    parser.add_argument("--only", choices=["core", "e2e"], help="run one scenario")
+    parser.add_argument("--only", choices=["core", "e2e", "stalled"], help="run one scenario")
+    parser.add_argument("--stalled", type=int, default=100, help="stalled: subscribers that never read")
     args = parser.parse_args(argv)
     results: dict[str, dict[str, Any]] = {}
     if args.only in (None, "core"):
         results["core"] = bench_core(args.seconds, args.subscribers)
     if args.only in (None, "e2e"):
         results["e2e"] = bench_e2e(args.seconds, args.subscribers, args.rate)
+    if args.only in (None, "stalled"):
+        results["stalled"] = bench_e2e(args.seconds, args.subscribers, args.rate, args.stalled)
     for scenario, figures in results.items():
         print(f"[{scenario}]")
         for key, value in figures.items():

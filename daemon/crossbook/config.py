@@ -13,13 +13,14 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from crossbook.connector import ConnectorConfig
 from crossbook.model import SYMBOL_RE
@@ -54,9 +55,9 @@ class ServerConfig(_Strict):
     """Largest client frame; a larger one closes the connection with 1009."""
     max_ops_per_second: float = Field(50.0, gt=0)
     """Client requests per second; over it, ``rate_limited`` errors; far over it, close 1008."""
-    max_buffer_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    max_buffer_bytes: int = Field(1024 * 1024, ge=1024)
     """Outgoing bytes queued per connection before it is conflated."""
-    max_buffer_messages: int = Field(10_000, ge=10)
+    max_buffer_messages: int = Field(2000, ge=10)
     """Outgoing messages queued per connection before it is conflated."""
     slow_client_timeout: float = Field(10.0, gt=0)
     """A connection still behind this many seconds after falling behind is closed with 1013."""
@@ -130,6 +131,23 @@ class VenueConfig(BaseModel):
         return dict(self.model_extra or {})
 
 
+_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("crossbook_config_environ", default=None)
+"""The environment :func:`load` was given, read by :class:`Settings` instead of ``os.environ``."""
+
+
+class _EnvironSource(EnvSettingsSource):
+    """``CROSSBOOK_*`` overrides read from a given mapping rather than ``os.environ``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        if self.case_sensitive:
+            return dict(self.environ)
+        return {key.lower(): value for key, value in self.environ.items()}
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CROSSBOOK_", env_nested_delimiter="__", extra="forbid")
 
@@ -159,6 +177,9 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        environ = _ENVIRON.get()
+        if environ is not None:
+            env_settings = _EnvironSource(settings_cls, environ)
         return env_settings, init_settings  # the environment overrides the file
 
 
@@ -225,10 +246,13 @@ def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] 
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+    token = _ENVIRON.set(environ)
     try:
         settings = Settings(**data)
     except ValidationError as exc:
         raise ConfigError(f"{source}: " + f"\n{source}: ".join(_describe(exc))) from None
+    finally:
+        _ENVIRON.reset(token)
     return Config(settings, source)
 
 

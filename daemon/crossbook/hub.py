@@ -46,8 +46,8 @@ class Stats:
 class Limits:
     """Per-connection limits (the ``[server]`` config)."""
 
-    max_buffer_bytes: int = 4 * 1024 * 1024
-    max_buffer_messages: int = 10_000
+    max_buffer_bytes: int = 1024 * 1024
+    max_buffer_messages: int = 2000
     max_channels: int = 1000
     max_ops_per_second: float = 50.0
 
