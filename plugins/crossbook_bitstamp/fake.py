@@ -1,0 +1,106 @@
+"""A fake Bitstamp for tests: ``bts:subscribe`` channels, diffs stamped with a ``microtimestamp``,
+REST ``/api/v2/order_book/{pair}/`` snapshots stamped with the last diff's, ``bts:request_reconnect``."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import orjson
+
+from crossbook.model import Level
+from crossbook.testing.fakevenue import FakeConnection, levels_text
+from crossbook.testing.market import FakeMarket
+from crossbook_bitstamp.protocol import BOOK_CHANNEL, TRADE_CHANNEL, venue_symbol
+
+ORDER_BOOK_PATH = re.compile(r"/api/v2/order_book/([a-z0-9]+)/?")
+
+
+def dumps(msg: object) -> str:
+    return orjson.dumps(msg).decode()
+
+
+class BitstampDialect:
+    def __init__(self, market: FakeMarket) -> None:
+        self.market = market
+        self.to_venue = {s: venue_symbol(s) for s in market.books}
+        self.from_venue = {v: s for s, v in self.to_venue.items()}
+        start = time.time_ns() // 1000
+        self.micro = dict.fromkeys(market.books, start)
+        """The microtimestamp of each book's last change (what its REST snapshot carries)."""
+
+    def on_connect(self, conn: FakeConnection) -> list[str]:
+        return []
+
+    def on_message(self, conn: FakeConnection, text: str) -> list[str]:
+        msg = orjson.loads(text)
+        event = msg.get("event")
+        if event == "bts:heartbeat":
+            return [dumps({"event": "bts:heartbeat", "channel": "", "data": {"status": "success"}})]
+        channel = msg.get("data", {}).get("channel", "")
+        kind, _, pair = channel.rpartition("_")
+        symbol = self.from_venue.get(pair)
+        if (
+            event not in ("bts:subscribe", "bts:unsubscribe")
+            or symbol is None
+            or kind not in (BOOK_CHANNEL, TRADE_CHANNEL)
+        ):
+            return [dumps({"event": "bts:error", "channel": channel, "data": {"code": None, "message": "Bad request"}})]
+        target = conn.symbols if kind == BOOK_CHANNEL else conn.trades
+        if event == "bts:subscribe":
+            target.add(symbol)
+            return [dumps({"event": "bts:subscription_succeeded", "channel": channel, "data": {}})]
+        target.discard(symbol)
+        return [dumps({"event": "bts:unsubscription_succeeded", "channel": channel, "data": {}})]
+
+    def advance(self, symbol: str, bids: list[Level], asks: list[Level]) -> dict[str, object]:
+        micro = max(self.micro[symbol] + 1, time.time_ns() // 1000)
+        self.micro[symbol] = micro
+        return {
+            "timestamp": str(micro // 1_000_000),
+            "microtimestamp": str(micro),
+            "bids": levels_text(bids),
+            "asks": levels_text(asks),
+        }
+
+    def encode(self, conn: FakeConnection, symbol: str, payload: dict[str, object], *, skip: bool = False) -> list[str]:
+        if skip:
+            return []
+        channel = f"{BOOK_CHANNEL}_{self.to_venue[symbol]}"
+        return [dumps({"data": payload, "channel": channel, "event": "data"})]
+
+    def trade(self, symbol: str, trade_id: int, price: str, amount: str, kind: int) -> str:
+        micro = time.time_ns() // 1000
+        data = {
+            "id": trade_id,
+            "timestamp": str(micro // 1_000_000),
+            "amount": float(amount),
+            "amount_str": amount,
+            "price": float(price),
+            "price_str": price,
+            "type": kind,
+            "microtimestamp": str(micro),
+            "buy_order_id": 2 if kind == 0 else 1,
+            "sell_order_id": 1 if kind == 0 else 2,
+        }
+        return dumps({"data": data, "channel": f"{TRADE_CHANNEL}_{self.to_venue[symbol]}", "event": "trade"})
+
+    def rest(self, path: str, params: dict[str, str]) -> tuple[int, str]:
+        m = ORDER_BOOK_PATH.fullmatch(path)
+        symbol = self.from_venue.get(m.group(1)) if m else None
+        if symbol is None:
+            return 404, '{"status":"error","reason":"Not found"}'
+        book, micro = self.market.books[symbol], self.micro[symbol]
+        body = {
+            "timestamp": str(micro // 1_000_000),
+            "microtimestamp": str(micro),
+            "bids": levels_text(book.bids()),
+            "asks": levels_text(book.asks()),
+        }
+        return 200, dumps(body)
+
+    def reconnect_frame(self) -> str | None:
+        return dumps({"event": "bts:request_reconnect", "channel": "", "data": ""})
+
+    def corrupt(self, frame: str) -> str:
+        return frame  # Bitstamp has no checksum
