@@ -86,7 +86,7 @@ def read_legacy(path: Path) -> Iterator[Record]:
     with gzip.open(path, "rt", encoding="utf-8") as fh:
         for line in fh:
             line = line.rstrip("\n")
-            if " <-> " in line:
+            if not line.strip() or " <-> " in line:
                 continue
             head, _, data = line.partition(": ")
             if " <- " in head:
