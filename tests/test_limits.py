@@ -240,3 +240,15 @@ async def test_tls(tmp_path: Path, certificate: tuple[Path, Path]) -> None:
         with pytest.raises((OSError, TimeoutError, WebSocketException)):
             async with connect(f"ws://127.0.0.1:{addresses.api_port}/v1/stream", open_timeout=2) as ws:
                 await ws.recv()
+
+
+async def test_permessage_deflate(tmp_path: Path) -> None:
+    async with running_daemon(tmp_path, VENUE + '[server]\ncompression = "deflate"\n') as (_, addresses):
+        async with connect(f"ws://127.0.0.1:{addresses.api_port}/v1/stream", compression="deflate") as ws:
+            assert ws.response is not None
+            assert "permessage-deflate" in ws.response.headers.get("Sec-WebSocket-Extensions", "")
+            await ws.send('{"op":"ping","id":1}')
+            assert orjson.loads(await ws.recv())["type"] == "pong"
+        async with connect(f"ws://127.0.0.1:{addresses.api_port}/v1/stream", compression=None) as ws:
+            await ws.send('{"op":"ping","id":2}')
+            assert orjson.loads(await ws.recv())["id"] == 2

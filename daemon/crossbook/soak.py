@@ -140,10 +140,12 @@ async def run(seconds: float, clients: int, slow: int, rate: float, seed: int) -
                         tg.start_soon(_client, daemon.api, client, i < slow, figures)
                     deadline = time.monotonic() + seconds
                     next_check = time.monotonic() + 15
+                    next_sample = time.monotonic() + 10
                     while time.monotonic() < deadline:
                         await anyio.sleep(1)
-                        if len(figures.rss_mib) < 10_000 and int(time.monotonic()) % 10 == 0:
+                        if time.monotonic() >= next_sample:
                             daemon.sample(figures)
+                            next_sample += 10
                         if time.monotonic() >= next_check:
                             await _check(watched, markets, gate, figures)
                             next_check = time.monotonic() + 30
@@ -259,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         "books_served_wrong": figures.wrong,
         "client_reconnects": figures.closed,
         "faults_injected": figures.faults,
+        "rss_mib_every_minute": [round(x, 1) for x in figures.rss_mib[::6]],
+        "fds_every_minute": figures.fds[::6],
         "rss_mib_start": round(figures.rss_mib[0], 1),
         "rss_mib_end": round(figures.rss_mib[-1], 1),
         "rss_mib_max": round(max(figures.rss_mib), 1),
