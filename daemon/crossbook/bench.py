@@ -66,8 +66,7 @@ def bench_core(seconds: float, subscribers: int) -> dict[str, Any]:
         for venue, delta in deltas:
             changes = engine.ingest(venue, (delta,), delta.recv_ns)
             for s in hub.publish(changes, delta.recv_ns):
-                sent += len(s.outbox)
-                s.outbox.clear()
+                sent += len(s.drain())
             levels += len(delta.bids) + len(delta.asks)
             messages += 1
             if messages % 1000 == 0 and time.perf_counter() >= deadline:

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from crossbook.book import L2Book
 from crossbook.consolidated import ConsolidatedBook
-from crossbook.model import BookDelta, BookSnapshot, BookState, Event, Trade, VenueStatus
+from crossbook.model import BookDelta, BookSnapshot, BookState, Event, Level, Trade, VenueStatus
 
 
 @dataclass(slots=True)
@@ -39,6 +40,32 @@ class Changes:
     """Symbols of book events applied (one entry per event), for metrics."""
     skipped: list[str] = field(default_factory=list)
     """Why events were skipped (unknown symbol, delta before snapshot); counted and logged."""
+    reach: dict[tuple[str, str | None], list[Decimal | None]] = field(default_factory=dict)
+    """For a book changed by deltas only: [highest bid price, lowest ask price] they touched, so
+    a view of the top levels can tell it is untouched. A book in ``books`` without an entry here
+    may have changed anywhere."""
+
+    def whole(self, key: tuple[str, str | None]) -> None:
+        """The book ``key`` may have changed anywhere (snapshot, venue in or out)."""
+        self.books.add(key)
+        self.reach.pop(key, None)
+
+    def delta(self, key: tuple[str, str | None], bids: list[Level], asks: list[Level]) -> None:
+        """The book ``key`` changed at these levels only."""
+        reach = self.reach.get(key)
+        if reach is None:
+            if key in self.books:
+                return  # already changed anywhere
+            self.books.add(key)
+            reach = self.reach[key] = [None, None]
+        if bids:
+            top = max(p for p, _ in bids)
+            if reach[0] is None or top > reach[0]:
+                reach[0] = top
+        if asks:
+            low = min(p for p, _ in asks)
+            if reach[1] is None or low < reach[1]:
+                reach[1] = low
 
 
 class VenueBook:
@@ -130,11 +157,11 @@ class Engine:
                     changes.skipped.append(f"delta for {event.symbol} before its snapshot")
                 else:
                     vb.book.apply(event.bids, event.asks)
-                    changes.books.add((event.symbol, venue))
+                    changes.delta((event.symbol, venue), event.bids, event.asks)
                     changes.book_updates.append(event.symbol)
                     if vb.state is BookState.LIVE:
                         self.consolidated[event.symbol].update(venue, event.bids, event.asks)
-                        changes.books.add((event.symbol, None))
+                        changes.delta((event.symbol, None), event.bids, event.asks)
             elif isinstance(event, Trade):
                 if (event.symbol, venue) in books:
                     changes.trades.append((venue, event))
@@ -149,7 +176,7 @@ class Engine:
                 if in_consolidation:
                     self._leave(event.symbol, venue, vb, changes)
                 vb.book.replace(event.bids, event.asks)
-                changes.books.add((event.symbol, venue))
+                changes.whole((event.symbol, venue))
                 changes.book_updates.append(event.symbol)
                 if in_consolidation:
                     self._enter(event.symbol, venue, vb, changes)
@@ -168,7 +195,7 @@ class Engine:
                     self._settle(symbol, venue, vb, event.reason, event.recv_ns, changes)
                     if event.state is not BookState.LIVE and vb.book:
                         vb.book.clear()
-                        changes.books.add((symbol, venue))
+                        changes.whole((symbol, venue))
         return changes
 
     def touch(self, venue: str, now_ns: int, changes: Changes) -> None:
@@ -218,9 +245,9 @@ class Engine:
 
     def _enter(self, symbol: str, venue: str, vb: VenueBook, changes: Changes) -> None:
         self.consolidated[symbol].update(venue, vb.book.bids(), vb.book.asks())
-        changes.books.add((symbol, None))
+        changes.whole((symbol, None))
 
     def _leave(self, symbol: str, venue: str, vb: VenueBook, changes: Changes) -> None:
         if vb.state is BookState.LIVE:
             self.consolidated[symbol].remove(venue, vb.book.bids(), vb.book.asks())
-            changes.books.add((symbol, None))
+            changes.whole((symbol, None))

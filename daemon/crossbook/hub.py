@@ -445,8 +445,9 @@ class Hub:
         for key in changes.books:
             groups = self._books.get(key)
             if groups:
+                reach = changes.reach.get(key)
                 for channel in groups.values():
-                    self._book_delta(channel, ts, touched)
+                    self._book_delta(channel, ts, touched, reach)
             if key[1] is None:
                 bbo = self._bbo.get(key[0])
                 if bbo is not None:
@@ -461,20 +462,32 @@ class Hub:
         return touched
 
     def _views(self, channel: BookChannel) -> tuple[View, View]:
+        return self._side(channel, True), self._side(channel, False)
+
+    def _side(self, channel: BookChannel, bids: bool) -> View:
+        """The top ``depth`` levels of one side of the channel's book."""
         n = channel.depth
         if channel.venue is None:
             cb = self.engine.consolidated[channel.symbol]
-            return (
-                {p: (lv.total, lv.version, lv.venues) for p, lv in cb.view_bids(n)},
-                {p: (lv.total, lv.version, lv.venues) for p, lv in cb.view_asks(n)},
-            )
+            return {p: (lv.total, lv.version, lv.venues) for p, lv in (cb.view_bids(n) if bids else cb.view_asks(n))}
         book = self.engine.book(channel.symbol, channel.venue)
-        return {p: (s, 0, None) for p, s in book.top_bids(n)}, {p: (s, 0, None) for p, s in book.top_asks(n)}
+        return {p: (s, 0, None) for p, s in (book.top_bids(n) if bids else book.top_asks(n))}
 
-    def _book_delta(self, channel: BookChannel, ts: int, touched: set[Session]) -> None:
-        bids, asks = self._views(channel)
-        dbids, dasks = _diff(channel.bids, bids), _diff(channel.asks, asks)
-        channel.bids, channel.asks = bids, asks
+    def _book_delta(
+        self, channel: BookChannel, ts: int, touched: set[Session], reach: list[Decimal | None] | None
+    ) -> None:
+        """Send what changed in the channel's view; a side whose changes all lie below its view
+        (``reach``) cannot have changed and is not even looked at."""
+        dbids: list[tuple[Decimal, Decimal, dict[str, Decimal] | None]] = []
+        dasks: list[tuple[Decimal, Decimal, dict[str, Decimal] | None]] = []
+        old = channel.bids
+        if reach is None or (reach[0] is not None and (len(old) < channel.depth or reach[0] >= next(reversed(old)))):
+            channel.bids = self._side(channel, True)
+            dbids = _diff(old, channel.bids)
+        old = channel.asks
+        if reach is None or (reach[1] is not None and (len(old) < channel.depth or reach[1] <= next(reversed(old)))):
+            channel.asks = self._side(channel, False)
+            dasks = _diff(old, channel.asks)
         if dbids or dasks:
             channel.send("delta", {"ts": ts, "bids": _levels(dbids), "asks": _levels(dasks)}, touched, self.limits, ts)
 
