@@ -11,6 +11,8 @@ Two bounded scenarios, all on this machine, printed as a table and as JSON:
    receive to the client's receive (p50/p99/max), and the daemon's peak RSS.
 3. ``stalled``: ``e2e`` again with ``--stalled`` more subscribers that never read, to show what
    slow clients cost the others.
+4. ``captures``: the real recorded captures in ``shared/captures`` replayed through each
+   built-in connector's parser and book syncs (no network): level updates/s per connector.
 """
 
 from __future__ import annotations
@@ -79,6 +81,70 @@ def bench_core(seconds: float, subscribers: int) -> dict[str, Any]:
         "client_messages_per_s": sent / elapsed,
         "subscribers": subscribers,
     }
+
+
+CAPTURES: list[tuple[str, str, str, list[str] | None]] = [
+    # (connector, capture file, reader, symbols; None: from the capture's header)
+    ("binance", "binance/binance_spot_btcusdt_depth100ms_20240808.hftbacktest.gz", "hftbacktest", ["BTC-USDT"]),
+    (
+        "binance-futures",
+        "binance_futures/binance_usdm_btcusdt_depth0ms_20240808.hftbacktest.gz",
+        "hftbacktest",
+        ["BTC-USDT-PERP"],
+    ),
+    ("coinbase", "coinbase/coinbase_advanced_l2_btc_eth_20260809.cryptofeed.jsonl.gz", "cryptofeed", None),
+    ("bitstamp", "bitstamp/bitstamp_diff_order_book_10pairs_20220105.cryptofeed.jsonl.gz", "cryptofeed", None),
+]
+
+
+def bench_captures(rounds: int = 3) -> dict[str, Any]:
+    """Level updates/s through each connector's parse + book sync on real captures (best of rounds)."""
+    import gzip
+
+    from crossbook.plugins import load_connectors
+    from crossbook.testing import captures
+    from crossbook.testing.replay import Replay
+    from crossbook.venue import BookUpdate
+
+    registry = load_connectors()
+    base = captures.captures_dir()
+    out: dict[str, Any] = {}
+    for connector_id, relative, reader, symbols in CAPTURES:
+        path = base / relative
+        spec = registry.get(connector_id)
+        if spec is None or not path.exists():
+            continue
+        if symbols is None:
+            with gzip.open(path, "rt") as fh:
+                symbols = list(orjson.loads(fh.readline())["config"]["l2_book"])
+        records = list(captures.read_hftbacktest(path) if reader == "hftbacktest" else captures.read_cryptofeed(path))
+        records.sort(key=lambda r: r.ts_ns)
+        best = 0.0
+        for _ in range(rounds):
+            connector = spec.factory(connector_id, tuple(symbols), spec.config_model())
+            rp = Replay(connector.protocol, connector.make_sync, symbols)  # type: ignore[attr-defined]
+            levels = 0
+            started = time.perf_counter()
+            for rec in records:
+                if rec.kind == "recv":
+                    for o in rp.frame(rec.data, rec.ts_ns):
+                        if isinstance(o, BookUpdate):
+                            levels += len(o.bids) + len(o.asks)
+                elif rec.kind == "http" and (symbol := _snapshot_symbol(rec.url, symbols)) is not None:
+                    rp.snapshot(symbol, rec.data, rec.ts_ns)
+            best = max(best, levels / (time.perf_counter() - started))
+        out[connector_id] = {"level_updates_per_s": best, "capture": relative}
+    return out
+
+
+def _snapshot_symbol(url: str | None, symbols: list[str]) -> str | None:
+    """Which symbol a recorded REST snapshot is for (a bare snapshot line: the only symbol)."""
+    if url is None:
+        return symbols[0]
+    if "depth" not in url and "order_book" not in url:
+        return None
+    compact = url.replace("-", "").replace("_", "").lower()
+    return next((s for s in symbols if s.replace("-", "").lower() in compact), None)
 
 
 def _metric(port: int, name: str) -> float:
@@ -195,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="measuring time per scenario")
     parser.add_argument("--subscribers", type=int, default=10, help="API subscribers")
     parser.add_argument("--rate", type=float, default=1000.0, help="e2e: messages/s of each of the 3 sim venues")
-    parser.add_argument("--only", choices=["core", "e2e", "stalled"], help="run one scenario")
+    parser.add_argument("--only", choices=["core", "e2e", "stalled", "captures"], help="run one scenario")
     parser.add_argument("--stalled", type=int, default=100, help="stalled: subscribers that never read")
     args = parser.parse_args(argv)
     results: dict[str, dict[str, Any]] = {}
@@ -203,12 +269,17 @@ def main(argv: list[str] | None = None) -> int:
         results["core"] = bench_core(args.seconds, args.subscribers)
     if args.only in (None, "e2e"):
         results["e2e"] = bench_e2e(args.seconds, args.subscribers, args.rate)
+    if args.only in (None, "captures"):
+        results["captures"] = bench_captures()
     if args.only in (None, "stalled"):
         results["stalled"] = bench_e2e(args.seconds, args.subscribers, args.rate, args.stalled)
     for scenario, figures in results.items():
         print(f"[{scenario}]")
         for key, value in figures.items():
-            print(f"  {key:<24} {value:>14,.1f}" if isinstance(value, float) else f"  {key:<24} {value:>14}")
+            if isinstance(value, dict):
+                value = value["level_updates_per_s"]
+                key = f"{key} level updates/s"
+            print(f"  {key:<36} {value:>14,.1f}" if isinstance(value, float) else f"  {key:<36} {value:>14}")
     print(orjson.dumps(results).decode())
     return 0
 
