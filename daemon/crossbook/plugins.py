@@ -55,19 +55,21 @@ def make_plugin_manager(
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin {exc.plugin!r}: {exc}") from exc
+        raise PluginError(f"plugin {pm.get_name(exc.plugin)!r}: {exc}") from exc
     return pm, dists
 
 
 def collect_connectors(pm: pluggy.PluginManager, dists: dict[str, tuple[str | None, str | None]]) -> ConnectorRegistry:
-    """Call every plugin's ``crossbook_add_connectors``, telling the registry who is registering."""
+    """Call every plugin's ``crossbook_add_connectors`` in load order, telling the registry who is
+    registering (so a duplicate connector id is blamed on the plugin loaded later)."""
     registry = ConnectorRegistry()
-    for impl in reversed(pm.hook.crossbook_add_connectors.get_hookimpls()):
+    for impl in pm.hook.crossbook_add_connectors.get_hookimpls():
         registry._registering(impl.plugin_name, *dists.get(impl.plugin_name, (None, None)))
         try:
             impl.function(registry=registry)
         except Exception as exc:
-            raise PluginError(f"plugin {impl.plugin_name!r} failed to register connectors: {exc}") from exc
+            problem = f"{type(exc).__name__}: {exc}"
+            raise PluginError(f"plugin {impl.plugin_name!r} failed to register connectors: {problem}") from exc
     return registry
 
 
