@@ -250,20 +250,24 @@ def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] 
     try:
         settings = Settings(**data)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: " + f"\n{source}: ".join(_describe(exc))) from None
+        raise ConfigError(f"{source}: " + f"\n{source}: ".join(_describe(exc, environ=environ))) from None
     finally:
         _ENVIRON.reset(token)
     return Config(settings, source)
 
 
-def _describe(exc: ValidationError, prefix: str = "") -> list[str]:
+def _describe(exc: ValidationError, prefix: str = "", environ: Mapping[str, str] | None = None) -> list[str]:
     out = []
     for err in exc.errors():
         key = ".".join(str(part) for part in (prefix, *err["loc"]) if part != "")
         if err["type"] == "extra_forbidden":
-            out.append(f"{key}: unknown key")
+            line = f"{key}: unknown key"
         elif err["type"] == "missing":
-            out.append(f"{key}: required key is missing")
+            line = f"{key}: required key is missing"
         else:
-            out.append(f"{key}: {err['msg']} (got {err['input']!r})")
+            line = f"{key}: {err['msg']} (got {err['input']!r})"
+        variable = "CROSSBOOK_" + key.upper().replace(".", "__")
+        if environ is not None and variable in environ:
+            line += f" [set by ${variable}]"
+        out.append(line)
     return out
