@@ -196,8 +196,9 @@ def _ports(proc: subprocess.Popen[str]) -> tuple[int, int]:
 
 def _stalled_client(api: int) -> socket.socket:
     """A subscriber that completes the handshake and subscribes, then never reads."""
-    sock = socket.create_connection(("127.0.0.1", api))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: a small window
+    sock.connect(("127.0.0.1", api))
     sock.sendall(
         b"GET /v1/stream HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
