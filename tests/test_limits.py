@@ -252,3 +252,16 @@ async def test_permessage_deflate(tmp_path: Path) -> None:
         async with connect(f"ws://127.0.0.1:{addresses.api_port}/v1/stream", compression=None) as ws:
             await ws.send('{"op":"ping","id":2}')
             assert orjson.loads(await ws.recv())["id"] == 2
+
+
+async def test_kernel_send_buffer_is_bounded(tmp_path: Path) -> None:
+    toml = VENUE + "[server]\nsend_buffer_bytes = 32768\n"
+    async with (
+        running_daemon(tmp_path, toml) as (daemon, addresses),
+        connect(f"ws://127.0.0.1:{addresses.api_port}/v1/stream") as ws,
+    ):
+        await ws.send('{"op":"ping","id":1}')
+        await ws.recv()
+        (server_side,) = daemon.server.connections.values()
+        sock = server_side.transport.get_extra_info("socket")
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) <= 2 * 32768  # Linux doubles it

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import socket
 import ssl
 import time
 from collections import Counter
@@ -147,6 +148,9 @@ class ApiServer:
     # -- connections --------------------------------------------------------------------------
 
     async def _connection(self, ws: ServerConnection) -> None:
+        sock = ws.transport.get_extra_info("socket")
+        if sock is not None:  # a small kernel buffer makes a stalled client fall behind early
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.send_buffer_bytes)
         session = self.hub.open()
         event = self.waiters[session] = asyncio.Event()
         self.connections[session] = ws
