@@ -88,6 +88,8 @@ class _Session:
     ws: ClientConnection | None = None
     planned: str | None = None
     """Why a planned reconnect was started from this session."""
+    stalled: bool = False
+    """The venue went silent for longer than the idle timeout (its books resync as ``stale``)."""
     done: anyio.Event = field(default_factory=anyio.Event)
     """Set when this session serves no active book any more (handed over)."""
 
@@ -144,11 +146,12 @@ class StreamingConnector:
     async def _keep(self, stream: Stream, tg: TaskGroup, takeover: bool) -> None:
         """Keep one stream connected forever (or until a planned reconnect replaces it)."""
         attempt = 0
+        reason = "reconnect"
         while True:
             session = _Session(stream)
             started = time.monotonic()
             try:
-                await self._session(session, tg, takeover)
+                await self._session(session, tg, takeover, reason)
                 return  # handed over to its successor
             except BaseException as exc:
                 error = _connection_error(exc)
@@ -156,7 +159,14 @@ class StreamingConnector:
                     raise
                 if session.done.is_set():
                     return  # a planned reconnect's old connection, closing after its handover
-                log.warning("venue %s: connection to %s lost: %r", self.venue, stream.url, error)
+                reason = "stale" if session.stalled else "reconnect"
+                log.warning(
+                    "venue %s: connection to %s %s: %r",
+                    self.venue,
+                    stream.url,
+                    "silent too long" if session.stalled else "lost",
+                    error,
+                )
             finally:
                 self.sessions.discard(session)
                 self._abandon(session)
@@ -167,7 +177,7 @@ class StreamingConnector:
             attempt += 1
             await anyio.sleep(delay)
 
-    async def _session(self, session: _Session, tg: TaskGroup, takeover: bool) -> None:
+    async def _session(self, session: _Session, tg: TaskGroup, takeover: bool, reason: str) -> None:
         stream = session.stream
         async with connect(
             stream.url,
@@ -189,7 +199,7 @@ class StreamingConnector:
                 current = self.active.get(symbol)
                 if not takeover or current is None or current.state is not BookState.LIVE:
                     self.active[symbol] = sync
-                    sync.start(now, events, actions, "reconnect" if current else None)
+                    sync.start(now, events, actions, reason if current else None)
                 else:
                     sync.start(now, [], actions)
             self._publish(events)
@@ -206,8 +216,12 @@ class StreamingConnector:
         parse = self.protocol.parse
         stream_books = session.stream.books
         while not session.done.is_set():
-            with anyio.fail_after(self.idle_timeout):
-                frame = await ws.recv()
+            try:
+                with anyio.fail_after(self.idle_timeout):
+                    frame = await ws.recv()
+            except TimeoutError:
+                session.stalled = True
+                raise
             recv_ns = time.time_ns()
             try:
                 outputs = parse(session.state, frame, recv_ns)

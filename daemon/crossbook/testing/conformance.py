@@ -168,6 +168,7 @@ async def _stall(r: Rig) -> None:
     assert took < IDLE_TIMEOUT * 1.5, f"stall noticed after {took:.2f}s (idle timeout {IDLE_TIMEOUT}s)"
     r.fake.stalled = False
     await r.converge()
+    assert r.feed.resyncs("stale") >= 1, "a stall resynced without reason 'stale'"
 
 
 async def _garbage(r: Rig) -> None:
