@@ -35,6 +35,8 @@ SYMBOLS = ["BTC-USDT", "ETH-USDT"]
 VENUES = ("bn-a", "bn-b")
 FAULTS = ("drop", "gap", "garbage", "stall", "rest_429")
 DEPTH = 10
+FAULT_SETTLE = 6.0
+"""Seconds after a fault before a venue's books are checked against the truth."""
 
 
 class Gate:
@@ -71,6 +73,10 @@ class Figures:
     wrong: int = 0
     closed: int = 0
     faults: dict[str, int] = field(default_factory=dict)
+    fault_ended: dict[str, float] = field(default_factory=dict)
+    """Per venue, when its last fault ended (monotonic): a check skips a venue faulted just before,
+    since a lost message shows only when the next one arrives."""
+    faulting: anyio.Lock = field(default_factory=anyio.Lock)
     rss_mib: list[float] = field(default_factory=list)
     fds: list[int] = field(default_factory=list)
 
@@ -172,22 +178,25 @@ async def _faults(fakes: dict[str, FakeVenue], rng: random.Random, figures: Figu
     while True:
         await anyio.sleep(rng.uniform(3, 8))
         await gate.wait()
-        fake = fakes[rng.choice(VENUES)]
+        venue = rng.choice(VENUES)
+        fake = fakes[venue]
         fault = rng.choice(FAULTS)
         figures.faults[fault] += 1
-        if fault == "drop":
-            await fake.drop()
-        elif fault == "gap":
-            await fake.step(rng.choice(SYMBOLS), skip=True)
-        elif fault == "garbage":
-            await fake.send_all("{garbage")
-        elif fault == "stall":
-            fake.stalled = True
-            await anyio.sleep(3)
-            fake.stalled = False
-        else:
-            fake.fail_rest(429, retry_after=1.0)
-            await fake.drop()
+        async with figures.faulting:
+            if fault == "drop":
+                await fake.drop()
+            elif fault == "gap":
+                await fake.step(rng.choice(SYMBOLS), skip=True)
+            elif fault == "garbage":
+                await fake.send_all("{garbage")
+            elif fault == "stall":
+                fake.stalled = True
+                await anyio.sleep(3)
+                fake.stalled = False
+            else:
+                fake.fail_rest(429, retry_after=1.0)
+                await fake.drop()
+            figures.fault_ended[venue] = time.monotonic()
 
 
 async def _client(port: int, client: Client, slow: bool, figures: Figures) -> None:
@@ -222,13 +231,15 @@ async def _client(port: int, client: Client, slow: bool, figures: Figures) -> No
 
 async def _check(clients: list[Client], markets: dict[str, FakeMarket], gate: Gate, figures: Figures) -> None:
     """Hold the market still, let everything settle, compare clients' live venue books with the truth."""
-    gate.close()
+    async with figures.faulting:  # never in the middle of a fault
+        gate.close()
     try:
         await anyio.sleep(1.5)
+        recent = {v for v, at in figures.fault_ended.items() if time.monotonic() - at < FAULT_SETTLE}
         for client in clients:
             for venue, market in markets.items():
                 book = client.mirror.books.get(f"book.BTC-USDT.{venue}")
-                if book is None or client.states.get(venue) != "live":
+                if book is None or client.states.get(venue) != "live" or venue in recent:
                     continue
                 truth = market.books["BTC-USDT"]
                 figures.checks += 1
