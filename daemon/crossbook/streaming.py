@@ -15,7 +15,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 import anyio
 from anyio.abc import TaskGroup
@@ -27,7 +27,7 @@ from crossbook.connector import ConnectorConfig, Feed
 from crossbook.model import BookSnapshot, BookState, Event, Trade
 from crossbook.rest import SnapshotScheduler
 from crossbook.supervisor import HEALTHY_AFTER, backoff
-from crossbook.sync import Action, BookSync, FetchSnapshot
+from crossbook.sync import Action, BookSync, FetchSnapshot, SequenceRule
 from crossbook.venue import (
     BookUpdate,
     ConnectionState,
@@ -124,6 +124,34 @@ class StreamingConnector:
         self.scheduler: SnapshotScheduler
         self.rest: RestSnapshots
         """REST venues only."""
+
+    @classmethod
+    def build(
+        cls,
+        venue: str,
+        symbols: Sequence[str],
+        config: StreamingConfig,
+        protocol: VenueProtocol,
+        rule: SequenceRule,
+        *,
+        max_connection_age: float | None = None,
+        **sync_options: Any,
+    ) -> StreamingConnector:
+        """A connector for a venue protocol with the keys every streaming connector has
+        (``idle_timeout``, ``snapshot_weight_per_minute``, ``rest_timeout``) taken from its config;
+        each symbol's book sync uses ``rule`` and the protocol's snapshot source (``sync_options``:
+        ``depth``, ``checksum``, ``check_crossed`` of :class:`~crossbook.sync.BookSync`)."""
+        source = protocol.snapshot_source
+        return cls(
+            venue,
+            symbols,
+            protocol,
+            lambda symbol: BookSync(symbol, rule, source, **sync_options),
+            weight_per_minute=config.snapshot_weight_per_minute,
+            idle_timeout=config.idle_timeout,
+            max_connection_age=max_connection_age,
+            rest_timeout=config.rest_timeout,
+        )
 
     async def run(self, feed: Feed) -> None:
         self.feed = feed

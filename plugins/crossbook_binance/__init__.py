@@ -9,8 +9,7 @@ from pydantic import Field, field_validator
 from crossbook.hookspecs import hookimpl
 from crossbook.registry import ConnectorRegistry
 from crossbook.streaming import StreamingConfig, StreamingConnector
-from crossbook.sync import BookSync, FirstLastIds, PrevLinked, SequenceRule
-from crossbook.venue import SnapshotSource
+from crossbook.sync import FirstLastIds, PrevLinked, SequenceRule
 from crossbook_binance.protocol import FUTURES_LIMITS, BinanceProtocol
 
 MAX_CONNECTION_AGE = 23.5 * 3600
@@ -74,16 +73,7 @@ def _connector(
     protocol: BinanceProtocol,
     rule: SequenceRule,
 ) -> StreamingConnector:
-    return StreamingConnector(
-        venue,
-        symbols,
-        protocol,
-        lambda s: BookSync(s, rule, SnapshotSource.REST),
-        weight_per_minute=config.snapshot_weight_per_minute,
-        idle_timeout=config.idle_timeout,
-        max_connection_age=MAX_CONNECTION_AGE,
-        rest_timeout=config.rest_timeout,
-    )
+    return StreamingConnector.build(venue, symbols, config, protocol, rule, max_connection_age=MAX_CONNECTION_AGE)
 
 
 @hookimpl

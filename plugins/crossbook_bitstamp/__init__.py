@@ -7,8 +7,7 @@ from pydantic import Field
 from crossbook.hookspecs import hookimpl
 from crossbook.registry import ConnectorRegistry
 from crossbook.streaming import StreamingConfig, StreamingConnector
-from crossbook.sync import AfterTimestamp, BookSync
-from crossbook.venue import SnapshotSource
+from crossbook.sync import AfterTimestamp
 from crossbook_bitstamp.protocol import BitstampProtocol
 
 
@@ -39,15 +38,8 @@ def factory(venue: str, symbols: tuple[str, ...], config: BitstampConfig) -> Str
         symbols_per_connection=config.symbols_per_connection,
         heartbeat_interval=config.heartbeat_interval,
     )
-    rule = AfterTimestamp()
-    return StreamingConnector(
-        venue,
-        symbols,
-        protocol,
-        lambda s: BookSync(s, rule, SnapshotSource.REST),
-        weight_per_minute=config.snapshot_weight_per_minute,
-        idle_timeout=config.idle_timeout,
-        max_connection_age=config.resnapshot_interval or None,
+    return StreamingConnector.build(
+        venue, symbols, config, protocol, AfterTimestamp(), max_connection_age=config.resnapshot_interval or None
     )
 
 

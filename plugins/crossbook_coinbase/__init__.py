@@ -9,8 +9,7 @@ from pydantic import Field, SecretStr
 from crossbook.hookspecs import hookimpl
 from crossbook.registry import ConnectorRegistry
 from crossbook.streaming import StreamingConfig, StreamingConnector
-from crossbook.sync import BookSync, Unsequenced
-from crossbook.venue import SnapshotSource
+from crossbook.sync import Unsequenced
 from crossbook_coinbase.protocol import CoinbaseProtocol
 
 
@@ -73,14 +72,7 @@ def factory(venue: str, symbols: tuple[str, ...], config: CoinbaseConfig) -> Str
         trades=config.trades,
         symbols_per_connection=config.symbols_per_connection,
     )
-    return StreamingConnector(
-        venue,
-        symbols,
-        protocol,
-        lambda s: BookSync(s, Unsequenced(), SnapshotSource.STREAM),
-        weight_per_minute=config.snapshot_weight_per_minute,
-        idle_timeout=config.idle_timeout,
-    )
+    return StreamingConnector.build(venue, symbols, config, protocol, Unsequenced())
 
 
 @hookimpl
