@@ -11,7 +11,9 @@ Two bounded scenarios, all on this machine, printed as a table and as JSON:
    receive to the client's receive (p50/p99/max), and the daemon's peak RSS.
 3. ``stalled``: ``e2e`` again with ``--stalled`` more subscribers that never read, to show what
    slow clients cost the others.
-4. ``captures``: the real recorded captures in ``shared/captures`` replayed through each
+4. ``memory``: bytes per level of a venue book and of a consolidated book, bytes per idle
+   subscriber in the hub, and the daemon's RSS per idle WebSocket subscriber.
+5. ``captures``: the real recorded captures in ``shared/captures`` replayed through each
    built-in connector's parser and book syncs (no network): level updates/s per connector.
 """
 
@@ -81,6 +83,78 @@ def bench_core(seconds: float, subscribers: int) -> dict[str, Any]:
         "client_messages_per_s": sent / elapsed,
         "subscribers": subscribers,
     }
+
+
+def bench_memory(subscribers: int = 500) -> dict[str, Any]:
+    import tracemalloc
+
+    from crossbook.book import L2Book
+    from crossbook.consolidated import ConsolidatedBook
+    from crossbook.exact import parse
+
+    n = 50_000
+    texts = [(f"{60000 + i / 100:.2f}", f"{(i % 997) / 1000 + 0.001:.8f}") for i in range(n)]
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    levels = [(parse(p), parse(q)) for p, q in texts]  # a book owns its Decimals: count them
+    book = L2Book()
+    book.apply(levels, [])
+    del levels
+    per_level = (tracemalloc.get_traced_memory()[0] - before) / n
+    before = tracemalloc.get_traced_memory()[0]
+    consolidated = ConsolidatedBook()  # shares the venue books' Decimals
+    consolidated.update("venue-a", book.bids(), [])
+    per_consolidated = (tracemalloc.get_traced_memory()[0] - before) / n
+    engine = Engine({v: ["BTC-USDT"] for v in VENUES}, stale_after_ns=10**15)
+    hub = Hub(engine, 50, {v: "sim" for v in VENUES})
+    before = tracemalloc.get_traced_memory()[0]
+    sessions = [hub.open() for _ in range(1000)]
+    for session in sessions:
+        hub.receive(session, b'{"op":"subscribe","id":1,"channels":["book.BTC-USDT","bbo.BTC-USDT"]}', 0)
+        session.drain()
+    per_session = (tracemalloc.get_traced_memory()[0] - before) / len(sessions)
+    tracemalloc.stop()
+    del book, consolidated
+    return {
+        "venue_book_bytes_per_level": per_level,
+        "consolidated_bytes_per_level": per_consolidated,
+        "hub_bytes_per_idle_subscriber": per_session,
+        "daemon_rss_bytes_per_idle_websocket": _rss_per_idle_client(subscribers),
+    }
+
+
+def _rss_per_idle_client(count: int) -> float:
+    """The daemon's RSS growth per idle, subscribed WebSocket client (sim venues at 1 msg/s)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "bench.toml"
+        config.write_text(
+            "[server]\nport = 0\nmax_connections_per_ip = 100000\n[metrics]\nport = 0\n"
+            + "".join(f'[venues.{v}]\nconnector = "sim"\nsymbols = ["BTC-USDT"]\nrate = 1\n' for v in VENUES)
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "crossbook", "-q", "run", "--config", str(config)],
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "CROSSBOOK_SERVER__PORT": "0", "CROSSBOOK_METRICS__PORT": "0"},
+        )
+        try:
+            api, _ = _ports(proc)
+            time.sleep(1)
+            start = _rss(proc.pid)
+            socks = [_stalled_client(api) for _ in range(count)]  # subscribed; idle at 1 msg/s
+            time.sleep(2)
+            grown = _rss(proc.pid) - start
+            for sock in socks:
+                sock.close()
+            return grown / count
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def _rss(pid: int) -> int:
+    found = re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text())
+    return int(found.group(1)) * 1024 if found else 0
 
 
 CAPTURES: list[tuple[str, str, str, list[str] | None]] = [
@@ -262,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="measuring time per scenario")
     parser.add_argument("--subscribers", type=int, default=10, help="API subscribers")
     parser.add_argument("--rate", type=float, default=1000.0, help="e2e: messages/s of each of the 3 sim venues")
-    parser.add_argument("--only", choices=["core", "e2e", "stalled", "captures"], help="run one scenario")
+    parser.add_argument("--only", choices=["core", "e2e", "stalled", "memory", "captures"], help="run one scenario")
     parser.add_argument("--stalled", type=int, default=100, help="stalled: subscribers that never read")
     args = parser.parse_args(argv)
     results: dict[str, dict[str, Any]] = {}
@@ -270,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
         results["core"] = bench_core(args.seconds, args.subscribers)
     if args.only in (None, "e2e"):
         results["e2e"] = bench_e2e(args.seconds, args.subscribers, args.rate)
+    if args.only in (None, "memory"):
+        results["memory"] = bench_memory()
     if args.only in (None, "captures"):
         results["captures"] = bench_captures()
     if args.only in (None, "stalled"):
