@@ -76,8 +76,10 @@ def _embedded_frame(line: bytes) -> str:
     """The text of the ``frame`` value exactly as written (so number tokens keep their digits)."""
     key = line.index(b'"frame"')
     start = line.index(b":", key) + 1
-    end = line.rstrip().rstrip(b"}").rstrip()
-    return line[start : len(end)].decode().strip()
+    body = line.rstrip()
+    if not body.endswith(b"}"):
+        raise ValueError("not a depthcharge record")
+    return body[start:-1].decode().strip()  # without the record's own closing brace
 
 
 def read_legacy(path: Path) -> Iterator[Record]:

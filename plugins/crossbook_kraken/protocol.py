@@ -1,0 +1,228 @@
+"""Kraken spot WebSocket v2 (live) and v1 (legacy, for recorded captures), sans-I/O.
+
+Books come as an in-stream snapshot then updates, with no sequence numbers: the CRC32 checksum
+of the top 10 levels is the only gap detector, computed over the exact number text (so numbers
+are parsed as Decimals that keep their digits), after truncating each side to the subscribed
+depth (Kraken sends no removal for a level pushed out of it). A resync is an unsubscribe and a
+resubscribe with a fresh snapshot, on the same connection.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from crossbook.book import L2Book
+from crossbook.exact import parse as dec
+from crossbook.model import Level, Side, Trade
+from crossbook.venue import HEARD, BookUpdate, ConnectionState, Output, Rejected, SnapshotSource, Stream, seq_id
+
+DEPTHS = (10, 25, 100, 500, 1000)
+
+
+def venue_symbol(symbol: str, v1: bool = False) -> str:
+    """``BTC-USD`` -> ``BTC/USD`` (v1 spells bitcoin ``XBT``)."""
+    base, _, quote = symbol.partition("-")
+    if not base or not quote or "-" in quote:
+        raise ValueError(f"{symbol!r} has no Kraken spot name")
+    if v1:
+        base, quote = ("XBT" if base == "BTC" else base), ("XBT" if quote == "BTC" else quote)
+    return f"{base}/{quote}"
+
+
+def _text(value: Decimal) -> str:
+    """The number's digits as sent, '.' removed and leading zeros stripped."""
+    return format(value, "f").replace(".", "").lstrip("0")
+
+
+def checksum(book: L2Book) -> int:
+    """Kraken's CRC32 of the top 10 asks (lowest first) then the top 10 bids (highest first)."""
+    parts = [_text(p) + _text(q) for p, q in book.top_asks(10)]
+    parts += [_text(p) + _text(q) for p, q in book.top_bids(10)]
+    return zlib.crc32("".join(parts).encode())
+
+
+def _loads(frame: str | bytes) -> Any:
+    """JSON with numbers as Decimals that keep their text (orjson would turn them into floats)."""
+    return json.loads(frame, parse_float=Decimal, parse_int=Decimal)
+
+
+def _ns(timestamp: str | None) -> int | None:
+    if not timestamp:
+        return None
+    stamp = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    return int(stamp.timestamp()) * 1_000_000_000 + stamp.microsecond * 1000
+
+
+def _v2_levels(raw: list[dict[str, Any]]) -> list[Level]:
+    return [(_decimal(level["price"]), _decimal(level["qty"])) for level in raw]
+
+
+def _decimal(value: Any) -> Decimal:
+    if not isinstance(value, Decimal):
+        raise TypeError(f"not a number: {value!r}")
+    return dec(format(value, "f")) if value.is_finite() else dec(str(value))
+
+
+class KrakenProtocol:
+    """Kraken spot WebSocket v2."""
+
+    snapshot_source = SnapshotSource.STREAM
+    ping_interval: float | None = 30.0
+    idle_timeout = 10.0
+    """Kraken sends a heartbeat every second while subscribed."""
+
+    def __init__(
+        self,
+        symbols: Sequence[str],
+        *,
+        ws_url: str,
+        depth: int = 100,
+        trades: bool = True,
+        symbols_per_connection: int = 50,
+    ) -> None:
+        self.ws_url = ws_url
+        self.depth = depth
+        self.trades = trades
+        self.symbols_per_connection = symbols_per_connection
+        self.to_venue = {s: venue_symbol(s) for s in symbols}
+        self.from_venue = {v: s for s, v in self.to_venue.items()}
+        self.req_id = 0
+
+    def _request(self, method: str, channel: str, symbols: Sequence[str], **params: Any) -> str:
+        self.req_id += 1
+        body = {"channel": channel, "symbol": [self.to_venue[s] for s in symbols], **params}
+        return orjson.dumps({"method": method, "params": body, "req_id": self.req_id}).decode()
+
+    def streams(self, symbols: Sequence[str]) -> list[Stream]:
+        out = []
+        for i in range(0, len(symbols), self.symbols_per_connection):
+            chunk = tuple(symbols[i : i + self.symbols_per_connection])
+            frames = [self._request("subscribe", "book", chunk, depth=self.depth, snapshot=True)]
+            if self.trades:
+                frames.append(self._request("subscribe", "trade", chunk, snapshot=False))
+            out.append(Stream(self.ws_url, chunk, tuple(frames)))
+        return out
+
+    def resubscribe(self, symbol: str) -> list[str] | None:
+        return [
+            self._request("unsubscribe", "book", [symbol], depth=self.depth),
+            self._request("subscribe", "book", [symbol], depth=self.depth, snapshot=True),
+        ]
+
+    def app_ping(self) -> str | None:
+        self.req_id += 1
+        return orjson.dumps({"method": "ping", "req_id": self.req_id}).decode()
+
+    def parse(self, conn: ConnectionState, frame: str | bytes, recv_ns: int) -> list[Output]:
+        msg = _loads(frame)
+        channel = msg.get("channel")
+        if channel == "book":
+            snapshot = msg["type"] == "snapshot"
+            out: list[Output] = []
+            for item in msg["data"]:
+                out.append(
+                    BookUpdate(
+                        self.from_venue[item["symbol"]],
+                        _v2_levels(item["bids"]),
+                        _v2_levels(item["asks"]),
+                        recv_ns,
+                        _ns(item.get("timestamp")),
+                        snapshot=snapshot,
+                        checksum=seq_id(int(item["checksum"])) if "checksum" in item else None,
+                    )
+                )
+            return out
+        if channel == "trade":
+            if msg.get("type") == "snapshot":
+                return [HEARD]  # recent history on subscribing: not new trades
+            return [
+                Trade(
+                    self.from_venue[t["symbol"]],
+                    _decimal(t["price"]),
+                    _decimal(t["qty"]),
+                    Side.BUY if t["side"] == "buy" else Side.SELL,
+                    str(t["trade_id"]),
+                    recv_ns,
+                    _ns(t.get("timestamp")),
+                )
+                for t in msg["data"]
+            ]
+        method = msg.get("method")
+        if method in ("subscribe", "unsubscribe") and msg.get("success") is False:
+            symbol = (msg.get("result") or {}).get("symbol") or msg.get("symbol")
+            return [Rejected(self.from_venue.get(symbol) if symbol else None, str(msg.get("error")))]
+        if channel in ("heartbeat", "status") or method in ("subscribe", "unsubscribe", "pong"):
+            return [HEARD]
+        raise ValueError(f"unknown message {str(frame)[:100]!r}")
+
+
+class KrakenV1Protocol(KrakenProtocol):
+    """Kraken spot WebSocket v1 (frozen legacy API): array messages, ``XBT`` naming."""
+
+    def __init__(self, symbols: Sequence[str], *, ws_url: str, depth: int = 100, trades: bool = True) -> None:
+        super().__init__(symbols, ws_url=ws_url, depth=depth, trades=trades)
+        self.to_venue = {s: venue_symbol(s, v1=True) for s in symbols}
+        self.from_venue = {v: s for s, v in self.to_venue.items()}
+
+    def _subscription(self, event: str, name: str, symbols: Sequence[str], **options: Any) -> str:
+        pairs = [self.to_venue[s] for s in symbols]
+        return orjson.dumps({"event": event, "pair": pairs, "subscription": {"name": name, **options}}).decode()
+
+    def streams(self, symbols: Sequence[str]) -> list[Stream]:
+        frames = [self._subscription("subscribe", "book", symbols, depth=self.depth)]
+        if self.trades:
+            frames.append(self._subscription("subscribe", "trade", symbols))
+        return [Stream(self.ws_url, tuple(symbols), tuple(frames))]
+
+    def resubscribe(self, symbol: str) -> list[str] | None:
+        return [
+            self._subscription("unsubscribe", "book", [symbol], depth=self.depth),
+            self._subscription("subscribe", "book", [symbol], depth=self.depth),
+        ]
+
+    def app_ping(self) -> str | None:
+        return '{"event":"ping"}'
+
+    def parse(self, conn: ConnectionState, frame: str | bytes, recv_ns: int) -> list[Output]:
+        msg = json.loads(frame)  # v1 numbers are strings: their text is kept as it is
+        if isinstance(msg, dict):
+            if msg.get("event") == "subscriptionStatus" and msg.get("status") == "error":
+                return [Rejected(self.from_venue.get(msg.get("pair", "")), str(msg.get("errorMessage")))]
+            return [HEARD]
+        name, pair = msg[-2], msg[-1]
+        symbol = self.from_venue[pair]
+        if name == "trade":
+            return [
+                Trade(
+                    symbol,
+                    dec(p),
+                    dec(v),
+                    Side.BUY if side == "b" else Side.SELL,
+                    f"{t}",
+                    recv_ns,
+                    int(Decimal(t) * 10**9),
+                )
+                for p, v, t, side, *_ in msg[1]
+            ]
+        if not name.startswith("book"):
+            return [HEARD]
+        bids: list[Level] = []
+        asks: list[Level] = []
+        crc: int | None = None
+        snapshot = False
+        for part in msg[1:-2]:
+            if "as" in part or "bs" in part:
+                snapshot = True
+            for key, side in (("as", asks), ("a", asks), ("bs", bids), ("b", bids)):
+                for level in part.get(key, ()):
+                    side.append((dec(level[0]), dec(level[1])))
+            if "c" in part:
+                crc = int(part["c"])
+        return [BookUpdate(symbol, bids, asks, recv_ns, snapshot=snapshot, checksum=crc)]
