@@ -1,0 +1,28 @@
+"""The OKX connector against a fake OKX on loopback, in both snapshot modes, with faults."""
+
+from __future__ import annotations
+
+import pytest
+
+from crossbook.testing.conformance import Subject, run_conformance
+from crossbook_okx import OkxConfig, factory
+from crossbook_okx.fake import OkxDialect
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
+
+
+@pytest.mark.parametrize("mode", ["rest", "stream"])
+async def test_conformance(mode: str) -> None:
+    subject = Subject(
+        venue="okx",
+        factory=factory,
+        config_model=OkxConfig,
+        dialect=OkxDialect,
+        config=lambda fake: {"ws_url": fake.ws_url, "rest_url": fake.rest_url, "snapshot": mode},
+        symbols=("BTC-USDT", "ETH-USDT-PERP"),
+        rest_snapshots=mode == "rest",
+    )
+    report = await run_conformance(subject)
+    assert report.failures == {}, str(report)
+    expected = {"sync", "gap", "drop", "stall", "garbage"} | ({"rest_429"} if mode == "rest" else set())
+    assert set(report.passed) == expected
