@@ -413,3 +413,18 @@ def test_unknown_environment_key_is_refused(file_1234: Path) -> None:
 def test_crossbook_variables_that_are_not_settings_are_ignored(file_1234: Path) -> None:
     environ = {"CROSSBOOK_CONFIG": str(file_1234), "CROSSBOOK_LOG_FORMAT": "json", "OTHER__PORT": "1"}
     assert served(load(None, environ=environ)) == (str(file_1234), 1234)
+
+
+def test_real_venue_example_config_validates() -> None:
+    """config/crossbook.toml uses every built-in real-venue connector, and validates."""
+    example = load(Path(__file__).parents[1] / "config" / "crossbook.toml", environ={})
+    venues = example.venues(load_connectors())
+    assert {v.spec.id for v in venues.values()} == {
+        "binance",
+        "binance-futures",
+        "coinbase",
+        "kraken",
+        "okx",
+        "bybit",
+        "bitstamp",
+    }
