@@ -158,7 +158,9 @@ def _rss(pid: int) -> int:
 
 
 CAPTURES: list[tuple[str, str, str, list[str] | None]] = [
-    # (connector, capture file, reader, symbols; None: from the capture's header)
+    # (connector, capture file, reader, symbols; None: from the capture's header).
+    # OKX is replayed with in-stream snapshots (its 2022 capture has them) and Bybit's linear
+    # connection only: see CAPTURE_OPTIONS.
     ("binance", "binance/binance_spot_btcusdt_depth100ms_20240808.hftbacktest.gz", "hftbacktest", ["BTC-USDT"]),
     (
         "binance-futures",
@@ -168,7 +170,26 @@ CAPTURES: list[tuple[str, str, str, list[str] | None]] = [
     ),
     ("coinbase", "coinbase/coinbase_advanced_l2_btc_eth_20260809.cryptofeed.jsonl.gz", "cryptofeed", None),
     ("bitstamp", "bitstamp/bitstamp_diff_order_book_10pairs_20220105.cryptofeed.jsonl.gz", "cryptofeed", None),
+    ("kraken", "kraken/kraken_v2_minagbp_d25_20260816.depthcharge.ndjson", "depthcharge", ["MINA-GBP"]),
+    (
+        "okx",
+        "okx/okx_books_3inst_20220513.cryptofeed.jsonl.gz",
+        "cryptofeed",
+        ["BTC-USD-220527", "UNI-USD-PERP", "BTC-USDT"],
+    ),
+    (
+        "bybit",
+        "bybit/bybit_v5_orderbook200_linear_spot_20260809.cryptofeed.jsonl.gz",
+        "cryptofeed",
+        ["BTC-USDT-PERP", "ETH-USDT-PERP", "SOL-USDT-PERP", "DOGE-USDT-PERP"],
+    ),
 ]
+CAPTURE_OPTIONS: dict[str, tuple[dict[str, Any], str | None]] = {
+    # connector: (config keys, the recorded connection to replay)
+    "kraken": ({"depth": 25}, None),
+    "okx": ({"snapshot": "stream"}, None),
+    "bybit": ({"category": "linear"}, "BYBIT.ws.2"),
+}
 
 
 def bench_captures(rounds: int = 3) -> dict[str, Any]:
@@ -191,11 +212,17 @@ def bench_captures(rounds: int = 3) -> dict[str, Any]:
         if symbols is None:
             with gzip.open(path, "rt") as fh:
                 symbols = list(orjson.loads(fh.readline())["config"]["l2_book"])
-        records = list(captures.read_hftbacktest(path) if reader == "hftbacktest" else captures.read_cryptofeed(path))
+        readers = {
+            "hftbacktest": captures.read_hftbacktest,
+            "cryptofeed": captures.read_cryptofeed,
+            "depthcharge": captures.read_depthcharge,
+        }
+        keys, conn = CAPTURE_OPTIONS.get(connector_id, ({}, None))
+        records = [r for r in readers[reader](path) if conn is None or r.conn == conn]
         records.sort(key=lambda r: r.ts_ns)
         best = 0.0
         for _ in range(rounds):
-            connector = spec.factory(connector_id, tuple(symbols), spec.config_model())
+            connector = spec.factory(connector_id, tuple(symbols), spec.config_model(**keys))
             rp = Replay(connector.protocol, connector.make_sync, symbols)  # type: ignore[attr-defined]
             levels = 0
             started = time.perf_counter()
