@@ -20,6 +20,7 @@ Two bounded scenarios, all on this machine, printed as a table and as JSON:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import re
@@ -30,6 +31,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -125,11 +127,26 @@ def bench_memory(subscribers: int = 500) -> dict[str, Any]:
 
 def _rss_per_idle_client(count: int) -> float:
     """The daemon's RSS growth per idle, subscribed WebSocket client (sim venues at 1 msg/s)."""
+    with _sim_daemon(1, "max_connections_per_ip = 100000\n") as (proc, api, _):
+        time.sleep(1)
+        start = _rss(proc.pid)
+        socks = [_stalled_client(api) for _ in range(count)]  # subscribed; idle at 1 msg/s
+        time.sleep(2)
+        grown = _rss(proc.pid) - start
+        for sock in socks:
+            sock.close()
+        return grown / count
+
+
+@contextlib.contextmanager
+def _sim_daemon(rate: float, server_keys: str = "") -> Iterator[tuple[subprocess.Popen[str], int, int]]:
+    """The daemon in a child process with three sim venues at ``rate`` msgs/s: (process, API and
+    metrics ports)."""
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "bench.toml"
         config.write_text(
-            "[server]\nport = 0\nmax_connections_per_ip = 100000\n[metrics]\nport = 0\n"
-            + "".join(f'[venues.{v}]\nconnector = "sim"\nsymbols = ["BTC-USDT"]\nrate = 1\n' for v in VENUES)
+            f"[server]\nport = 0\n{server_keys}[metrics]\nport = 0\n"
+            + "".join(f'[venues.{v}]\nconnector = "sim"\nsymbols = ["BTC-USDT"]\nrate = {rate}\n' for v in VENUES)
         )
         proc = subprocess.Popen(
             [sys.executable, "-m", "crossbook", "-q", "run", "--config", str(config)],
@@ -138,15 +155,8 @@ def _rss_per_idle_client(count: int) -> float:
             env={**os.environ, "CROSSBOOK_SERVER__PORT": "0", "CROSSBOOK_METRICS__PORT": "0"},
         )
         try:
-            api, _ = _ports(proc)
-            time.sleep(1)
-            start = _rss(proc.pid)
-            socks = [_stalled_client(api) for _ in range(count)]  # subscribed; idle at 1 msg/s
-            time.sleep(2)
-            grown = _rss(proc.pid) - start
-            for sock in socks:
-                sock.close()
-            return grown / count
+            api, metrics = _ports(proc)
+            yield proc, api, metrics
         finally:
             proc.terminate()
             proc.wait(10)
@@ -254,28 +264,12 @@ def _metric(port: int, name: str) -> float:
 
 
 def bench_e2e(seconds: float, subscribers: int, rate: float, stalled: int = 0) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "bench.toml"
-        config.write_text(
-            "[server]\nport = 0\n[metrics]\nport = 0\n"
-            + "".join(f'[venues.{v}]\nconnector = "sim"\nsymbols = ["BTC-USDT"]\nrate = {rate}\n' for v in VENUES)
-        )
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "crossbook", "-q", "run", "--config", str(config)],
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "CROSSBOOK_SERVER__PORT": "0", "CROSSBOOK_METRICS__PORT": "0"},
-        )
-        try:
-            api, metrics = _ports(proc)
-            figures: dict[str, Any] = anyio.run(_clients, api, metrics, seconds, subscribers, stalled)
-            status = Path(f"/proc/{proc.pid}/status").read_text()
-            peak_kib = re.search(r"VmHWM:\s+(\d+)", status)
-            figures["daemon_peak_rss_mib"] = int(peak_kib.group(1)) / 1024 if peak_kib else float("nan")
-            return figures
-        finally:
-            proc.terminate()
-            proc.wait(10)
+    with _sim_daemon(rate) as (proc, api, metrics):
+        figures: dict[str, Any] = anyio.run(_clients, api, metrics, seconds, subscribers, stalled)
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        peak_kib = re.search(r"VmHWM:\s+(\d+)", status)
+        figures["daemon_peak_rss_mib"] = int(peak_kib.group(1)) / 1024 if peak_kib else float("nan")
+        return figures
 
 
 def _ports(proc: subprocess.Popen[str]) -> tuple[int, int]:
