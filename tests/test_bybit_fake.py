@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
+import orjson
 import pytest
 
 from crossbook.testing.conformance import Subject, run_conformance
@@ -29,3 +32,29 @@ def test_category_sets_the_default_url() -> None:
     assert BybitConfig().ws_url == "wss://stream.bybit.com/v5/public/spot"
     assert BybitConfig(category="linear").ws_url == "wss://stream.bybit.com/v5/public/linear"
     assert BybitConfig(ws_url="ws://127.0.0.1:1").ws_url == "ws://127.0.0.1:1"
+
+
+def test_a_later_snapshot_and_u_1_reset_the_book() -> None:
+    from crossbook.model import BookSnapshot
+    from crossbook.sync import BookSync, Consecutive
+    from crossbook.testing.replay import Replay
+    from crossbook.venue import SnapshotSource
+    from crossbook_bybit.protocol import BybitProtocol
+
+    protocol = BybitProtocol(["BTC-USDT"], ws_url="ws://x")
+    rp = Replay(protocol, lambda s: BookSync(s, Consecutive(), SnapshotSource.STREAM), ["BTC-USDT"])
+
+    def frame(kind: str, u: int, bid: str) -> str:
+        data = {"s": "BTCUSDT", "b": [[bid, "1"]], "a": [["200", "1"]], "u": u, "seq": 1}
+        return orjson.dumps({"topic": "orderbook.200.BTCUSDT", "type": kind, "ts": 1, "data": data}).decode()
+
+    rp.frame(frame("snapshot", 10, "100"), 1)
+    rp.frame(frame("delta", 11, "101"), 2)
+    rp.frame(frame("snapshot", 50, "90"), 3)  # Bybit re-sent a snapshot: it replaces the book
+    assert rp.syncs["BTC-USDT"].book.bids() == [(Decimal("90"), Decimal("1"))]
+    rp.frame(frame("delta", 1, "80"), 4)  # u == 1: the service restarted; a snapshot too
+    assert rp.syncs["BTC-USDT"].book.bids() == [(Decimal("80"), Decimal("1"))]
+    rp.frame(frame("delta", 2, "81"), 5)
+    assert rp.syncs["BTC-USDT"].book.bids() == [(Decimal("81"), Decimal("1")), (Decimal("80"), Decimal("1"))]
+    assert rp.resync_reasons() == {}
+    assert sum(isinstance(e, BookSnapshot) for e in rp.events) == 3
