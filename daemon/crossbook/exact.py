@@ -8,6 +8,7 @@ floats never carry a value that came from or goes to the wire.
 
 from __future__ import annotations
 
+import re
 from decimal import Context, Decimal, Inexact, InvalidOperation, Rounded
 
 ZERO = Decimal(0)
@@ -26,10 +27,32 @@ class BadNumber(ValueError):
     """A price or size that is not a finite, non-negative plain decimal."""
 
 
+PARSED_CACHE_SIZE = 16384
+"""Texts remembered by :func:`parse`: a venue repeats its prices and many sizes, so most texts
+are a dict lookup away (~40 ns instead of ~1 µs), and equal levels share one immutable object."""
+_parsed: dict[str | int, Decimal] = {}
+_PLAIN = re.compile(r"[0-9]{1,25}(?:\.[0-9]{0,24})?")
+"""Plain decimal text: with at most 37 characters it is within every limit below."""
+
+
 def parse(text: str | int) -> Decimal:
     """Parse a venue's price or size text exactly; reject NaN, infinities, negatives and
     values outside the range any market uses (``BadNumber`` is a ``ValueError``: a parser
     raising it makes the frame a counted skip)."""
+    try:
+        value = _parsed.get(text)
+    except TypeError:  # unhashable: not a number either
+        raise BadNumber(f"not a decimal number: {text!r}") from None
+    if value is None:
+        plain = type(text) is str and len(text) <= 37 and _PLAIN.fullmatch(text)
+        value = Decimal(text) if plain else _checked(text)
+        if len(_parsed) >= PARSED_CACHE_SIZE:
+            _parsed.clear()
+        _parsed[text] = value
+    return value
+
+
+def _checked(text: str | int) -> Decimal:
     try:
         value = Decimal(text)
     except (InvalidOperation, TypeError, ValueError):

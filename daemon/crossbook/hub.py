@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from crossbook import protocol
-from crossbook.consolidated import BBO
+from crossbook.consolidated import BBO, Attribution
 from crossbook.engine import Changes, Engine, StatusChange
 from crossbook.exact import ZERO, text
 from crossbook.model import Trade
@@ -26,10 +26,10 @@ DEFAULT_DEPTH = 20
 ABUSE_SECONDS = 5
 """A client over its request rate by this many seconds' worth of requests is disconnected."""
 
-View = dict[Decimal, tuple[Decimal, int, dict[str, Decimal] | None]]
+View = dict[Decimal, tuple[Decimal, int, Attribution | None]]
 """price -> (size, version, attribution): consolidated levels carry their version (see
-:class:`~crossbook.consolidated.AggLevel`) and a reference to their live attribution, so a view
-is built and compared without copying; venue book levels have version 0 and no attribution."""
+:class:`~crossbook.consolidated.AggLevel`) and their immutable attribution, so a view is built
+and compared without copying; venue book levels have version 0 and no attribution."""
 
 
 @dataclass
@@ -188,23 +188,23 @@ class BboChannel(Channel):
         self.last: BBO | None = None
 
 
-def _diff(old: View, new: View) -> list[tuple[Decimal, Decimal, dict[str, Decimal] | None]]:
+def _diff(old: View, new: View) -> list[tuple[Decimal, Decimal, Attribution | None]]:
     out = []
     for p, (s, v, a) in new.items():
         before = old.get(p)
         if before is None or before[1] != v or before[0] != s:
             out.append((p, s, a))
-    out.extend((p, ZERO, {} if a is not None else None) for p, (_, _, a) in old.items() if p not in new)
+    out.extend((p, ZERO, () if a is not None else None) for p, (_, _, a) in old.items() if p not in new)
     return out
 
 
-def _levels(levels: list[tuple[Decimal, Decimal, dict[str, Decimal] | None]]) -> list[list[Any]]:
+def _levels(levels: list[tuple[Decimal, Decimal, Attribution | None]]) -> list[list[Any]]:
     out: list[list[Any]] = []
     for price, size, venues in levels:
         if venues is None:
             out.append([text(price), text(size)])
         else:
-            out.append([text(price), text(size), {v: text(s) for v, s in venues.items()}])
+            out.append([text(price), text(size), {v: text(s) for v, s in venues}])
     return out
 
 
@@ -478,8 +478,8 @@ class Hub:
     ) -> None:
         """Send what changed in the channel's view; a side whose changes all lie below its view
         (``reach``) cannot have changed and is not even looked at."""
-        dbids: list[tuple[Decimal, Decimal, dict[str, Decimal] | None]] = []
-        dasks: list[tuple[Decimal, Decimal, dict[str, Decimal] | None]] = []
+        dbids: list[tuple[Decimal, Decimal, Attribution | None]] = []
+        dasks: list[tuple[Decimal, Decimal, Attribution | None]] = []
         old = channel.bids
         if reach is None or (reach[0] is not None and (len(old) < channel.depth or reach[0] >= next(reversed(old)))):
             channel.bids = self._side(channel, True)
