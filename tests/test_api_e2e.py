@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections import deque
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -46,11 +47,15 @@ async def daemon(tmp_path: Path) -> AsyncIterator[tuple[Daemon, Addresses]]:
 class Client:
     """A websockets client that mirrors its channels and checks every seq."""
 
-    def __init__(self, ws: ClientConnection) -> None:
+    def __init__(self, ws: ClientConnection, batched: bool = False) -> None:
         self.ws = ws
+        self.batched = batched
+        """Connected with ``?batch=1``: every frame is a JSON array of messages."""
         self.mirror = Mirror()
         self.ids = 0
         self.received: list[dict[str, Any]] = []
+        self.frames = 0
+        self.pending: deque[dict[str, Any]] = deque()
 
     async def request(self, **msg: Any) -> dict[str, Any]:
         """Send a request and read up to its reply, applying channel messages on the way."""
@@ -62,7 +67,17 @@ class Client:
                 return reply
 
     async def next(self) -> dict[str, Any]:
-        msg: dict[str, Any] = orjson.loads(await self.ws.recv())
+        if not self.pending:
+            data = orjson.loads(await self.ws.recv())
+            self.frames += 1
+            if self.batched:
+                assert isinstance(data, list)
+                assert data
+                self.pending.extend(data)
+            else:
+                assert isinstance(data, dict)
+                self.pending.append(data)
+        msg = self.pending.popleft()
         self.received.append(msg)
         self.mirror.apply(msg)
         return msg
@@ -72,8 +87,8 @@ class Client:
         assert (await self.request(op="ping"))["type"] == "pong"
 
 
-def url(addresses: Addresses) -> str:
-    return f"ws://127.0.0.1:{addresses.api_port}/v1/stream"
+def url(addresses: Addresses, batched: bool = False) -> str:
+    return f"ws://127.0.0.1:{addresses.api_port}/v1/stream" + ("?batch=1" if batched else "")
 
 
 def random_levels(rng: random.Random, mid: int, n: int, zero_share: float = 0.3) -> tuple[list[Level], list[Level]]:
@@ -109,16 +124,19 @@ async def live_feeds(*venues: str) -> dict[str, Feed]:
     return {v: await scripted_plugin.feed(v) for v in venues}
 
 
-async def test_reconstructed_books_equal_the_daemons_at_every_check(daemon: tuple[Daemon, Addresses]) -> None:
+@pytest.mark.parametrize("batched", [False, True], ids=["frame_per_message", "batched"])
+async def test_reconstructed_books_equal_the_daemons_at_every_check(
+    daemon: tuple[Daemon, Addresses], batched: bool
+) -> None:
     d, addresses = daemon
     feeds = await live_feeds("alpha", "beta")
     rng = random.Random(7)
-    async with connect(url(addresses)) as ws:
-        client = Client(ws)
+    async with connect(url(addresses, batched)) as ws:
+        client = Client(ws, batched)
         channels = ["book.BTC-USDT", "book.BTC-USDT.alpha", "bbo.BTC-USDT", "trades.BTC-USDT", "status"]
         ack = await client.request(op="subscribe", channels=channels, depth=5)
         assert ack == {"type": "ack", "op": "subscribe", "id": 1, "channels": channels}
-        deep = Client(await connect(url(addresses)))
+        deep = Client(await connect(url(addresses, batched)), batched)
         await deep.request(op="subscribe", channels=["book.BTC-USDT"], depth=10)
         for feed in feeds.values():
             bids, asks = random_levels(rng, 650000, 30, zero_share=0)
@@ -157,6 +175,10 @@ async def test_reconstructed_books_equal_the_daemons_at_every_check(daemon: tupl
         assert bbo.bid is not None
         assert last_bbo["bid"] == [text(bbo.bid[0]), text(bbo.bid[1]), list(bbo.bid[2])]
         assert last_bbo["crossed"] == bbo.crossed
+        if batched:  # what one venue message changes arrives in one frame
+            assert client.frames < len(client.received) * 0.7
+        else:
+            assert client.frames == len(client.received)
         await deep.ws.close()
 
 

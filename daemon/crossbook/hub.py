@@ -76,11 +76,6 @@ class Session:
         self.outbox.append((sub, frame))
         self.queued_bytes += len(frame)
 
-    def pop(self) -> bytes:
-        _, frame = self.outbox.popleft()
-        self.queued_bytes -= len(frame)
-        return frame
-
     def frames(self) -> list[bytes]:
         return [frame for _, frame in self.outbox]
 
