@@ -1,20 +1,25 @@
-"""Benchmark: ``python -m crossbook.bench [--seconds S] [--subscribers N] [--rate R]``.
+"""Benchmark: ``python -m crossbook.bench [--only SCENARIO ...] [--seconds S]``.
 
-Two bounded scenarios, all on this machine, printed as a table and as JSON:
+Bounded scenarios, all on this machine (loopback only), printed as a table and as JSON:
 
 1. ``core``: pre-generated sim deltas for 3 venues pushed through the engine (venue books and
-   consolidation) and the hub (diffing and encoding for subscribed sessions, no sockets):
-   level updates/s the core sustains on one core.
-2. ``e2e``: the daemon in a child process with 3 sim venues at ``--rate`` messages/s each, and
-   ``--subscribers`` WebSocket clients here subscribed to ``book.BTC-USDT`` and ``bbo.BTC-USDT``:
-   venue messages/s ingested, messages/s delivered, latency from the venue message's local
-   receive to the client's receive (p50/p99/max), and the daemon's peak RSS.
-3. ``stalled``: ``e2e`` again with ``--stalled`` more subscribers that never read, to show what
-   slow clients cost the others.
-4. ``memory``: bytes per level of a venue book and of a consolidated book, bytes per idle
+   consolidation) and the hub (diffing and encoding for subscribed sessions, no sockets).
+2. ``ingest``: the recorded Binance spot depth stream (``shared/captures``, ``--rounds`` times
+   over) pushed by a fake Binance (WebSocket + REST) as fast as the daemon, a child process,
+   reads it, with one batched subscriber of ``book``/``bbo``: level updates/s and CPU per frame
+   through parser, sync, venue book, consolidation and encoded deltas; the book must end live
+   and equal to the replayed one.
+3. ``fanout``: the fake venue at ``--venue-rate`` frames/s; messages/s delivered to 1, 100 and
+   1,000 batched subscribers of ``book.BTC-USDT`` and ``bbo.BTC-USDT``.
+4. ``latency``: 100 subscribers, the venue at ``--latency-rate`` (and at 1,000) frames/s: venue
+   frame received by the daemon -> subscriber received, p50/p99/max, timed by 5 probes.
+5. ``e2e``: the daemon with 3 sim venues at ``--rate`` messages/s each and ``--subscribers``
+   websockets clients: delivered messages/s, latency, peak RSS. ``stalled``: the same beside
+   ``--stalled`` subscribers that never read.
+6. ``memory``: bytes per level of a venue book and of a consolidated book, bytes per idle
    subscriber in the hub, and the daemon's RSS per idle WebSocket subscriber.
-5. ``captures``: the real recorded captures in ``shared/captures`` replayed through each
-   built-in connector's parser and book syncs (no network): level updates/s per connector.
+7. ``captures``: every built-in connector's parser and book syncs on its real captures.
+8. ``versus``: crossbook against cryptofeed on the same stream (:mod:`crossbook.versus`).
 """
 
 from __future__ import annotations
@@ -38,9 +43,11 @@ from typing import Any
 import anyio
 import orjson
 
+from crossbook import loadgen
 from crossbook.engine import Engine
 from crossbook.hub import Hub
-from crossbook.model import BookDelta
+from crossbook.model import BookDelta, BookState
+from crossbook.testing import captures
 
 VENUES = ("sim-a", "sim-b", "sim-c")
 
@@ -138,16 +145,23 @@ def _rss_per_idle_client(count: int) -> float:
         return grown / count
 
 
+def _sim_daemon(rate: float, server_keys: str = "") -> contextlib.AbstractContextManager[Daemon]:
+    """The daemon in a child process with three sim venues at ``rate`` msgs/s."""
+    venues = "".join(f'[venues.{v}]\nconnector = "sim"\nsymbols = ["BTC-USDT"]\nrate = {rate}\n' for v in VENUES)
+    return _daemon(venues, server_keys)
+
+
+Daemon = tuple[subprocess.Popen[str], int, int]
+"""A daemon child process, its API port and its metrics port."""
+MANY_CLIENTS = "max_connections_per_ip = 100000\nmax_connections = 100000\nping_interval = 3600\n"
+
+
 @contextlib.contextmanager
-def _sim_daemon(rate: float, server_keys: str = "") -> Iterator[tuple[subprocess.Popen[str], int, int]]:
-    """The daemon in a child process with three sim venues at ``rate`` msgs/s: (process, API and
-    metrics ports)."""
+def _daemon(venues: str, server_keys: str = "") -> Iterator[Daemon]:
+    """The daemon in a child process with these ``[venues.*]`` tables."""
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "bench.toml"
-        config.write_text(
-            f"[server]\nport = 0\n{server_keys}[metrics]\nport = 0\n"
-            + "".join(f'[venues.{v}]\nconnector = "sim"\nsymbols = ["BTC-USDT"]\nrate = {rate}\n' for v in VENUES)
-        )
+        config.write_text(f"[server]\nport = 0\n{server_keys}[metrics]\nport = 0\n" + venues)
         proc = subprocess.Popen(
             [sys.executable, "-m", "crossbook", "-q", "run", "--config", str(config)],
             stderr=subprocess.PIPE,
@@ -159,7 +173,107 @@ def _sim_daemon(rate: float, server_keys: str = "") -> Iterator[tuple[subprocess
             yield proc, api, metrics
         finally:
             proc.terminate()
-            proc.wait(10)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                raise RuntimeError("the daemon did not stop within 10 s of SIGTERM") from None
+
+
+def _binance_venue(port: int) -> str:
+    return (
+        '[venues.binance]\nconnector = "binance"\nsymbols = ["BTC-USDT"]\ntrades = false\n'
+        f'ws_url = "ws://127.0.0.1:{port}"\nrest_url = "http://127.0.0.1:{port}"\n'
+    )
+
+
+async def _live_and_in_sync(metrics: int) -> bool:
+    state = await anyio.to_thread.run_sync(_metric, metrics, "crossbook_book_state")
+    resyncs = await anyio.to_thread.run_sync(_metric, metrics, "crossbook_resyncs_total")
+    return state == BookState.LIVE.value and resyncs == 0
+
+
+BOOK_CHANNELS = ["book.BTC-USDT", "bbo.BTC-USDT"]
+
+
+def _recording(rounds: int) -> loadgen.Recording | None:
+    path = captures.captures_dir() / loadgen.CAPTURE
+    return loadgen.load_recording(path, rounds=rounds) if path.exists() else None
+
+
+def bench_ingest(rounds: int, subscribers: int = 1) -> dict[str, Any]:
+    """The recorded Binance depth frames pushed by a fake venue as fast as the daemon reads them,
+    through parser, sync, venue book, consolidation and encoded deltas for ``subscribers``."""
+    recording = _recording(rounds)
+    if recording is None:
+        return {"skipped": f"capture {loadgen.CAPTURE} not present"}
+    from crossbook.versus import run_crossbook
+
+    return _run(run_crossbook, recording, 300.0, subscribers)
+
+
+def bench_fanout(seconds: float, counts: list[int], rate: float, batch: bool = True) -> dict[str, Any]:
+    """Messages/s delivered to 1, 100, 1000 subscribers of ``book`` and ``bbo`` (venue at ``rate``)."""
+    return {f"{n}_subscribers": _paced(seconds, n, rate, batch, 0) for n in counts}
+
+
+def bench_latency(seconds: float, subscribers: int, rate: float, batch: bool = True) -> dict[str, Any]:
+    """Venue frame received by the daemon -> subscriber received, at a steady ``rate``."""
+    return _paced(seconds, subscribers, rate, batch, 5)
+
+
+def _paced(seconds: float, subscribers: int, rate: float, batch: bool, probes: int) -> dict[str, Any]:
+    warmup = 1.0
+    recording = _recording(max(1, round((seconds + warmup + 2) * rate / 3450)))
+    if recording is None:
+        return {"skipped": f"capture {loadgen.CAPTURE} not present"}
+    return _run(_paced_run, recording, seconds, warmup, subscribers, rate, batch, probes)
+
+
+async def _paced_run(
+    recording: loadgen.Recording, seconds: float, warmup: float, subscribers: int, rate: float, batch: bool, probes: int
+) -> dict[str, Any]:
+    venue = loadgen.FakeBinance(recording, rate=rate)
+    async with venue.serving() as port:
+        with _daemon(_binance_venue(port), MANY_CLIENTS) as (proc, api, metrics):
+            subs = await loadgen.subscribers(api, subscribers, BOOK_CHANNELS, batch=batch, probes=probes)
+            venue.ready.set()
+            await anyio.sleep(warmup)
+            for sub in subs:
+                sub.latencies_ns.clear()
+            msgs0 = await anyio.to_thread.run_sync(_metric, metrics, "crossbook_venue_messages_total")
+            got0, cpu0, t0 = sum(s.messages for s in subs), loadgen.cpu_seconds(proc.pid), time.perf_counter()
+            await anyio.sleep(seconds)
+            got1, cpu1, t1 = sum(s.messages for s in subs), loadgen.cpu_seconds(proc.pid), time.perf_counter()
+            msgs1 = await anyio.to_thread.run_sync(_metric, metrics, "crossbook_venue_messages_total")
+            ok = await _live_and_in_sync(metrics)
+            loadgen.close(subs)
+            stopping = time.monotonic()
+            proc.terminate()  # while this loop still serves the venue and the subscribers' closes
+            await anyio.to_thread.run_sync(proc.wait, 30)
+            stop_seconds = time.monotonic() - stopping
+    figures = {
+        "venue_messages_per_s": (msgs1 - msgs0) / (t1 - t0),
+        "client_messages_per_s": (got1 - got0) / (t1 - t0),
+        "daemon_cpu_share": (cpu1 - cpu0) / (t1 - t0),
+        "subscribers": subscribers,
+        "batched": batch,
+        "book_live_without_resync": ok,
+        "daemon_stop_seconds": stop_seconds,
+    }
+    if probes:
+        figures |= loadgen.percentiles([x for s in subs[:probes] for x in s.latencies_ns])
+    return figures
+
+
+def _run(func: Any, *args: Any) -> dict[str, Any]:
+    """Run a scenario's client side on uvloop when it is installed (it measures, so it must keep up)."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return dict(anyio.run(func, *args))
+    return dict(anyio.run(func, *args, backend_options={"use_uvloop": True}))
 
 
 def _rss(pid: int) -> int:
@@ -207,7 +321,6 @@ def bench_captures(rounds: int = 3) -> dict[str, Any]:
     import gzip
 
     from crossbook.plugins import load_connectors
-    from crossbook.testing import captures
     from crossbook.testing.replay import Replay
     from crossbook.venue import BookUpdate
 
@@ -352,34 +465,58 @@ def _close(socks: list[socket.socket]) -> dict[str, Any]:
     return {}
 
 
+SCENARIOS = ["core", "ingest", "fanout", "latency", "e2e", "stalled", "memory", "captures", "versus"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m crossbook.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="measuring time per scenario")
-    parser.add_argument("--subscribers", type=int, default=10, help="API subscribers")
+    parser.add_argument("--subscribers", type=int, default=10, help="core, e2e: API subscribers")
     parser.add_argument("--rate", type=float, default=1000.0, help="e2e: messages/s of each of the 3 sim venues")
-    parser.add_argument("--only", choices=["core", "e2e", "stalled", "memory", "captures"], help="run one scenario")
+    parser.add_argument("--venue-rate", type=float, default=1000.0, help="fanout: Binance frames/s of the fake venue")
+    parser.add_argument("--latency-rate", type=float, default=10_000.0, help="latency: frames/s of the fake venue")
+    parser.add_argument("--rounds", type=int, default=20, help="ingest, versus: times the recorded diffs are served")
+    parser.add_argument("--only", choices=SCENARIOS, action="append", help="run these scenarios (repeatable)")
     parser.add_argument("--stalled", type=int, default=100, help="stalled: subscribers that never read")
     args = parser.parse_args(argv)
+    only = set(args.only or SCENARIOS)
     results: dict[str, dict[str, Any]] = {}
-    if args.only in (None, "core"):
+    if "core" in only:
         results["core"] = bench_core(args.seconds, args.subscribers)
-    if args.only in (None, "e2e"):
+    if "ingest" in only:
+        results["ingest"] = bench_ingest(args.rounds, 1)
+    if "fanout" in only:
+        results["fanout"] = bench_fanout(args.seconds, [1, 100, 1000], args.venue_rate)
+    if "latency" in only:
+        results["latency"] = bench_latency(args.seconds, 100, args.latency_rate)
+        results["latency_1k"] = bench_latency(args.seconds, 100, 1000.0)
+    if "e2e" in only:
         results["e2e"] = bench_e2e(args.seconds, args.subscribers, args.rate)
-    if args.only in (None, "memory"):
+    if "memory" in only:
         results["memory"] = bench_memory()
-    if args.only in (None, "captures"):
+    if "captures" in only:
         results["captures"] = bench_captures()
-    if args.only in (None, "stalled"):
+    if "stalled" in only:
         results["stalled"] = bench_e2e(args.seconds, args.subscribers, args.rate, args.stalled)
+    if "versus" in only:
+        from crossbook.versus import bench_versus
+
+        results["versus"] = bench_versus(rounds=args.rounds)
     for scenario, figures in results.items():
-        print(f"[{scenario}]")
-        for key, value in figures.items():
-            if isinstance(value, dict):
-                value = value["level_updates_per_s"]
-                key = f"{key} level updates/s"
-            print(f"  {key:<36} {value:>14,.1f}" if isinstance(value, float) else f"  {key:<36} {value:>14}")
+        _table(scenario, figures)
     print(orjson.dumps(results).decode())
     return 0
+
+
+def _table(name: str, figures: dict[str, Any], indent: str = "") -> None:
+    print(f"{indent}[{name}]")
+    for key, value in figures.items():
+        if isinstance(value, dict):
+            _table(key, value, indent + "  ")
+        elif isinstance(value, float):
+            print(f"{indent}  {key:<36} {value:>14,.1f}")
+        else:
+            print(f"{indent}  {key:<36} {value!s:>14}")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """The API's I/O edge: WebSocket connections on ``/v1/stream`` plus ``/healthz`` and ``/readyz``.
 
 websockets' types stay in this module. Each connection has a reader (frames to the hub) and a
-writer task. When the hub has queued frames, :meth:`ApiServer.wake` writes them at once to every
-socket that accepts data (no task switch per client: the frames are framed and handed to the
-transport in one call); only a client whose socket is full, or that fell behind, is left to its
-writer task, which waits for the socket to drain. Handshakes are checked before the upgrade
+writer task. When the hub has queued frames, :meth:`ApiServer.wake` has them written as soon as
+the current callback ends, to every socket that accepts data: no task switch per client, and
+what several venue frames read together changed goes out in one write per client. Only a client
+whose socket is full, or that fell behind, is left to its writer task, which waits for the
+socket to drain. Handshakes are checked before the upgrade
 (origin, bearer token, connection limits); slow clients are conflated by the hub and closed with
 1013 here if they stay behind.
 
@@ -64,6 +65,8 @@ class ApiServer:
         self.connections: dict[Session, ServerConnection] = {}
         self.batched: set[Session] = set()
         """Sessions that asked for batched frames (``?batch=1``)."""
+        self._pending: set[Session] = set()
+        """Sessions with frames to write at the end of the current callback."""
         self.per_ip: Counter[str] = Counter()
         self.configure(config or ServerConfig())
 
@@ -74,12 +77,19 @@ class ApiServer:
         self.hub.limits = limits(config)
 
     def wake(self, sessions: set[Session]) -> None:
-        """Called after the hub queued frames: write them now where the socket takes them, else
-        let the session's writer task wait for it."""
+        """Called after the hub queued frames: they are written once the current callback ends
+        (everything one read from a venue brought in goes out in one write per client)."""
+        if not self._pending:
+            asyncio.get_running_loop().call_soon(self._flush_pending)
+        self._pending |= sessions
+
+    def _flush_pending(self) -> None:
+        """Write to every socket that takes data; a full one is left to its writer task."""
+        pending, self._pending = self._pending, set()
         waiters, connections = self.waiters, self.connections
-        for session in sessions:
+        for session in pending:
             ws = connections.get(session)
-            if ws is None:
+            if ws is None or not session.outbox:
                 continue
             if ws.paused or session.behind_since is not None:
                 waiters[session].set()

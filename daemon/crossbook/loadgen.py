@@ -1,0 +1,309 @@
+"""Load for benchmarks: a fake Binance venue pushing real-format depth frames, and cheap subscribers.
+
+The venue serves the recorded Binance spot BTCUSDT depth stream (``CAPTURE`` in
+``shared/captures``) over the real wire protocol: the combined-stream WebSocket, REST
+``/api/v3/depth`` (the recorded snapshot) and ``/api/v3/exchangeInfo`` (which cryptofeed reads
+for its symbol map). The capture has ~3,450 diffs after its snapshot, too few to time a fast
+consumer, so ``rounds`` repeats them, each repeat led by one diff that puts the book back exactly
+to the snapshot (it zeroes the levels the previous round added), then the recorded diffs with
+their update ids shifted to stay contiguous. Frames go out as fast as the client reads, or paced.
+
+Subscribers are raw sockets (no WebSocket library): they count messages with ``bytes.count``, so
+a thousand of them cost the measuring process little; probes also parse frames to time them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlparse
+
+import orjson
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from crossbook.testing.captures import read_hftbacktest
+
+CAPTURE = "binance/binance_spot_btcusdt_depth100ms_20240808.hftbacktest.gz"
+SYMBOL = "BTC-USDT"
+VENUE_SYMBOL = "BTCUSDT"
+STREAM = "btcusdt@depth@100ms"
+"""The stream both clients subscribe to (crossbook's default ``update_speed``, cryptofeed's ``depth_interval``)."""
+EXCHANGE_INFO = orjson.dumps(
+    {
+        "timezone": "UTC",
+        "symbols": [
+            {
+                "symbol": VENUE_SYMBOL,
+                "status": "TRADING",
+                "baseAsset": "BTC",
+                "quoteAsset": "USDT",
+                "filters": [{"filterType": "PRICE_FILTER", "tickSize": "0.01000000"}],
+            }
+        ],
+    }
+).decode()
+CLOCK_TICK = os.sysconf("SC_CLK_TCK")
+SENTINEL = b"end of recording"
+"""Sent to the daemon after the recording: it cannot parse it and counts it in
+``crossbook_skipped_events_total``, which tells that every frame before it was processed (its
+message counter counts publishes: diffs buffered while a book syncs are published at once)."""
+
+
+@dataclass(frozen=True)
+class Recording:
+    """The frames a venue serves and the book a consumer must end on."""
+
+    snapshot: str
+    """The recorded REST ``/api/v3/depth`` body."""
+    frames: list[bytes]
+    level_updates: int
+    bids: dict[str, str]
+    """The book after the last frame: price text -> size text."""
+    asks: dict[str, str]
+
+    @property
+    def best_bid(self) -> Decimal:
+        return max(map(Decimal, self.bids))
+
+    @property
+    def best_ask(self) -> Decimal:
+        return min(map(Decimal, self.asks))
+
+
+def load_recording(path: Path, limit: int | None = None, rounds: int = 1) -> Recording:
+    """The recorded diffs that follow the snapshot (the first one straddles its ``lastUpdateId``),
+    the first ``limit`` of them, repeated ``rounds`` times."""
+    snapshot: str | None = None
+    diffs: list[dict[str, Any]] = []
+    for rec in read_hftbacktest(path):
+        if rec.kind == "http":
+            snapshot = rec.data
+        elif "@depth" in rec.data[:40]:  # a diff recorded before the snapshot may still straddle it
+            data = orjson.loads(rec.data)["data"]
+            if data["s"] == VENUE_SYMBOL:
+                diffs.append(data)
+    if snapshot is None:
+        raise ValueError(f"{path}: no REST snapshot")
+    snap = orjson.loads(snapshot)
+    diffs = [d for d in diffs if d["u"] > snap["lastUpdateId"]]
+    if not diffs:
+        raise ValueError(f"{path}: no depth diffs after the snapshot")
+    if not diffs[0]["U"] <= snap["lastUpdateId"] + 1:
+        raise ValueError(f"{path}: a gap between the snapshot and the first diff")
+    diffs = diffs[:limit]
+    start_bids: dict[str, str] = dict(snap["bids"])
+    start_asks: dict[str, str] = dict(snap["asks"])
+    bids, asks = dict(start_bids), dict(start_asks)
+    for diff in diffs:
+        for side, changes in ((bids, diff["b"]), (asks, diff["a"])):
+            for price, size in changes:
+                if Decimal(size):
+                    side[price] = size
+                else:
+                    side.pop(price, None)
+    reset = {
+        "b": [[p, "0.00000000"] for p in bids if p not in start_bids] + snap["bids"],
+        "a": [[p, "0.00000000"] for p in asks if p not in start_asks] + snap["asks"],
+    }
+    frames = [_frame(d) for d in diffs]
+    levels = sum(len(d["b"]) + len(d["a"]) for d in diffs)
+    last = diffs[-1]["u"]
+    for _ in range(rounds - 1):
+        last += 1
+        frames.append(
+            _frame({"e": "depthUpdate", "E": diffs[-1]["E"], "s": VENUE_SYMBOL, "U": last, "u": last} | reset)
+        )
+        shift = last + 1 - diffs[0]["U"]
+        frames.extend(_frame(d | {"U": d["U"] + shift, "u": d["u"] + shift}) for d in diffs)
+        last = diffs[-1]["u"] + shift
+        levels += len(reset["b"]) + len(reset["a"]) + sum(len(d["b"]) + len(d["a"]) for d in diffs)
+    return Recording(snapshot, frames, levels, bids, asks)
+
+
+def _frame(data: dict[str, Any]) -> bytes:
+    return orjson.dumps({"stream": STREAM, "data": data})
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, all its threads included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICK
+
+
+@dataclass
+class FakeBinance:
+    """One consumer's venue: serves the recording once, to the first connection for ``STREAM``."""
+
+    recording: Recording
+    rate: float | None = None
+    """Frames per second, or ``None``: as fast as the client reads."""
+    pid: int | None = None
+    """The consumer's process, whose CPU time is read when serving starts."""
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when the bench is ready to time: until then the stream and the snapshot are held."""
+    started: tuple[float, float] | None = None
+    """(monotonic time, consumer CPU seconds) when serving started."""
+    sentinel: bytes | None = None
+    """A frame to send after the recording (see ``SENTINEL``)."""
+    connections: int = 0
+    sent: int = 0
+    requests: list[str] = field(default_factory=list)
+
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[int]:
+        """Serve on an ephemeral 127.0.0.1 port (yielded); no compression, as Binance."""
+        async with serve(
+            self._stream, "127.0.0.1", 0, process_request=self._rest, compression=None, write_limit=2**20
+        ) as server:
+            yield server.sockets[0].getsockname()[1]
+
+    async def _rest(self, connection: ServerConnection, request: Request) -> Response | None:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return None
+        url = urlparse(request.path)
+        self.requests.append(url.path)
+        params = {k: v[0] for k, v in parse_qs(url.query).items()}
+        if url.path == "/api/v3/exchangeInfo":
+            return _response(200, EXCHANGE_INFO)
+        if url.path == "/api/v3/depth" and params.get("symbol") == VENUE_SYMBOL:
+            await self.ready.wait()
+            return _response(200, self.recording.snapshot)
+        return _response(400, '{"code":-1121,"msg":"Invalid symbol."}')
+
+    async def _stream(self, ws: ServerConnection) -> None:
+        self.connections += 1
+        assert ws.request is not None
+        if self.connections > 1 or STREAM not in unquote(ws.request.path):
+            await ws.wait_closed()  # counted: a reconnect or a wrong subscription fails the run
+            return
+        await self.ready.wait()
+        self.started = (time.monotonic(), cpu_seconds(self.pid) if self.pid else 0.0)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        with contextlib.suppress(ConnectionClosed):
+            for frame in self.recording.frames:
+                await ws.send(frame, text=True)
+                self.sent += 1
+                if self.rate is not None:
+                    delay = start + self.sent / self.rate - loop.time()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                elif self.sent & 31 == 0:
+                    await asyncio.sleep(0)  # let the REST snapshot through while the client keeps reading
+            if self.sentinel is not None:
+                await ws.send(self.sentinel, text=True)
+            await ws.wait_closed()
+
+
+def _response(status: int, body: str) -> Response:
+    data = body.encode()
+    headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+    return Response(status, HTTPStatus(status).phrase, headers, data)
+
+
+class Subscriber(asyncio.Protocol):
+    """A raw-socket API client: handshake, one subscribe request, then count what arrives.
+
+    A probe also parses frames and records, for each ``delta``, receive time minus its ``ts``
+    (the daemon's local receive of the venue frame behind it).
+    """
+
+    def __init__(self, request: bytes, probe: bool, query: str) -> None:
+        self.request = request
+        self.probe = probe
+        self.query = query
+        self.messages = 0
+        self.latencies_ns: list[int] = []
+        self.upgraded = False
+        self.buffer = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert hasattr(transport, "write")  # uvloop's transports are no asyncio.Transport subclass
+        self.transport = transport  # type: ignore[assignment]
+        transport.write(
+            b"GET /v1/stream%s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n" % self.query.encode()
+        )
+
+    def data_received(self, data: bytes) -> None:
+        if not self.upgraded:
+            head, sep, data = (self.buffer + data).partition(b"\r\n\r\n")
+            if not sep:
+                self.buffer = head
+                return
+            self.buffer = b""
+            self.upgraded = True
+            assert self.transport is not None
+            self.transport.write(_client_frame(self.request))
+        self.messages += data.count(b'"seq":')
+        if self.probe:
+            self._time(data, time.time_ns())
+
+    def _time(self, data: bytes, now: int) -> None:
+        buf = self.buffer + data
+        while len(buf) >= 2:
+            length, start = buf[1] & 0x7F, 2
+            if length == 126:
+                length, start = int.from_bytes(buf[2:4], "big"), 4
+            elif length == 127:
+                length, start = int.from_bytes(buf[2:10], "big"), 10
+            if len(buf) < start + length:
+                break
+            if buf[0] & 0x0F == 1:
+                msg = orjson.loads(buf[start : start + length])
+                for m in msg if isinstance(msg, list) else (msg,):
+                    if m.get("type") == "delta":
+                        self.latencies_ns.append(now - m["ts"])
+            buf = buf[start + length :]
+        self.buffer = buf
+
+
+def _client_frame(payload: bytes) -> bytes:
+    """A masked text frame (mask key zero, so the payload goes as is)."""
+    n = len(payload)
+    head = bytes([0x81, 0x80 | n]) if n < 126 else bytes([0x81, 0x80 | 126]) + n.to_bytes(2, "big")
+    return head + b"\0\0\0\0" + payload
+
+
+async def subscribers(
+    port: int, count: int, channels: list[str], *, batch: bool, probes: int = 0, depth: int = 20
+) -> list[Subscriber]:
+    """``count`` subscribed raw clients (the first ``probes`` of them time deltas)."""
+    loop = asyncio.get_running_loop()
+    request = orjson.dumps({"op": "subscribe", "id": 1, "channels": channels, "depth": depth})
+    out = []
+    query = "?batch=1" if batch else ""
+    for i in range(count):
+        sub = Subscriber(request, i < probes, query)
+        await loop.create_connection(lambda sub=sub: sub, "127.0.0.1", port)  # type: ignore[misc]
+        out.append(sub)
+    return out
+
+
+def close(subs: list[Subscriber]) -> None:
+    for sub in subs:
+        if sub.transport is not None:
+            sub.transport.close()
+
+
+def percentiles(values_ns: list[int]) -> dict[str, float]:
+    """p50/p99/max in µs (zeros when nothing was measured)."""
+    lat = sorted(values_ns) or [0]
+    return {
+        "latency_p50_us": lat[len(lat) // 2] / 1e3,
+        "latency_p99_us": lat[int(len(lat) * 0.99)] / 1e3,
+        "latency_max_us": lat[-1] / 1e3,
+        "latency_samples": len(values_ns),
+    }

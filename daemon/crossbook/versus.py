@@ -1,0 +1,416 @@
+"""crossbook against cryptofeed: ``python -m crossbook.versus [--rounds R] [--limit N] [--no-cryptofeed]``.
+
+Both consume the same recorded Binance spot depth stream (``CAPTURE`` in ``shared/captures``)
+from a fake Binance on 127.0.0.1 that speaks the real wire protocol: the combined-stream
+WebSocket, REST ``/api/v3/depth`` (the recorded snapshot) and ``/api/v3/exchangeInfo`` (which
+cryptofeed reads for its symbol map). The venue pushes the recorded diffs as fast as the client
+reads. Each consumer is a child process, one at a time, each with a fresh venue: the daemon as
+deployed (one ``binance`` venue), and cryptofeed's ``FeedHandler`` with its ``Binance`` L2 book
+feed, run from its own venv (``CRYPTOFEED_VENV``, installed on first use) so that cryptofeed never
+becomes a crossbook dependency.
+
+The capture has ~3,450 diffs after its snapshot: too few to time a fast consumer with CPU
+accounting in 10 ms ticks. ``rounds`` repeats them, each repeat led by one diff that puts the
+book back exactly to the snapshot (it zeroes the levels the previous round added), then the
+recorded diffs with their update ids shifted to stay contiguous. Every consumer gets the same
+frames and must end on the same book, which is checked.
+
+The window of each run starts when the venue starts serving the connected client (the REST
+snapshot is held until then, so both sync inside the window) and ends when the client has
+processed the last frame: cryptofeed's runner reports the monotonic time of its last book
+callback; the daemon's end is seen by polling its metrics (faster near the end), so crossbook's
+wall time errs long by a poll. CPU is the child's utime + stime from ``/proc`` over the window,
+all threads included, measured the same way for both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+from websockets.asyncio.client import connect
+
+from crossbook import __version__
+from crossbook.loadgen import (
+    CAPTURE,
+    SENTINEL,
+    SYMBOL,
+    FakeBinance,
+    Recording,
+    close,
+    cpu_seconds,
+    load_recording,
+)
+from crossbook.loadgen import subscribers as subscribers_of
+from crossbook.testing.captures import captures_dir
+
+CRYPTOFEED_VENV = Path.home() / ".cache" / "crossbook" / "bench-cryptofeed"
+LIVE = 4.0
+
+
+def _figures(recording: Recording, seconds: float, cpu: float) -> dict[str, Any]:
+    n = len(recording.frames)
+    return {
+        "messages": n,
+        "level_updates": recording.level_updates,
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "messages_per_s": n / seconds,
+        "level_updates_per_s": recording.level_updates / seconds,
+        "cpu_us_per_message": cpu / n * 1e6,
+    }
+
+
+def _child_env() -> dict[str, str]:
+    return {**os.environ, "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+
+
+# -- crossbook ------------------------------------------------------------------------------------
+
+
+async def run_crossbook(recording: Recording, max_seconds: float = 120.0, subscribers: int = 0) -> dict[str, Any]:
+    """The daemon in a child process with one ``binance`` venue on the fake venue, and
+    ``subscribers`` batched API clients of ``book`` and ``bbo`` (so deltas are encoded too)."""
+    from crossbook.bench import _ports
+
+    venue = FakeBinance(recording, sentinel=SENTINEL)
+    n = len(recording.frames)
+    with tempfile.TemporaryDirectory() as tmp:
+        async with venue.serving() as port:
+            proc, log = _spawn_daemon(Path(tmp), port)
+            venue.pid = proc.pid
+            try:
+                api, metrics = await asyncio.to_thread(_ports, proc)
+                subs = await subscribers_of(api, subscribers, [f"book.{SYMBOL}", f"bbo.{SYMBOL}"], batch=True)
+                venue.ready.set()
+                deadline = time.monotonic() + max_seconds
+                while True:
+                    body = await asyncio.to_thread(_scrape, metrics)
+                    now = time.monotonic()
+                    count = _value(body, "crossbook_venue_messages_total")
+                    if _value(body, "crossbook_skipped_events_total") >= 1:
+                        cpu = cpu_seconds(proc.pid)
+                        break
+                    if proc.poll() is not None or now > deadline:
+                        raise RuntimeError(f"daemon published {count:.0f} of ~{n} frames: {_tail(log)}")
+                    await asyncio.sleep(_poll_interval(venue.started, now, count, n))
+                assert venue.started is not None
+                figures = _figures(recording, now - venue.started[0], cpu - venue.started[1])
+                top = await _api_top(api)
+                close(subs)
+            finally:
+                proc.terminate()
+                try:
+                    await asyncio.to_thread(proc.wait, 10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                log.close()
+    state = _value(body, "crossbook_book_state")
+    figures |= {
+        "book_state": state,
+        "book_updates": _value(body, "crossbook_book_updates_total"),
+        "resyncs": _value(body, "crossbook_resyncs_total"),
+        "skipped_events": _value(body, "crossbook_skipped_events_total"),
+        "connector_restarts": _value(body, "crossbook_connector_restarts_total"),
+        "venue_connections": venue.connections,
+        "subscribers": subscribers,
+        "client_messages": sum(sub.messages for sub in subs),
+        "best_bid": str(top[0]),
+        "best_ask": str(top[1]),
+        "book_ok": state == LIVE
+        and top == (recording.best_bid, recording.best_ask)
+        and venue.connections == 1
+        and _value(body, "crossbook_skipped_events_total") == 1,
+        "version": __version__,
+    }
+    return figures
+
+
+def _spawn_daemon(tmp: Path, port: int) -> tuple[subprocess.Popen[str], IO[str]]:
+    config = tmp / "versus.toml"
+    config.write_text(
+        "[server]\nport = 0\n[metrics]\nport = 0\n"
+        f'[venues.binance]\nconnector = "binance"\nsymbols = ["{SYMBOL}"]\n'
+        f'ws_url = "ws://127.0.0.1:{port}"\nrest_url = "http://127.0.0.1:{port}"\ntrades = false\n'
+    )
+    log = (tmp / "daemon.log").open("w+")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "crossbook", "-q", "run", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        text=True,
+        env=_child_env() | {"CROSSBOOK_SERVER__PORT": "0", "CROSSBOOK_METRICS__PORT": "0"},
+    )
+    return proc, log
+
+
+def _poll_interval(started: tuple[float, float] | None, now: float, count: float, n: int) -> float:
+    """A quarter of the time the rest should take at the rate so far: few scrapes (which cost the
+    daemon CPU), yet the end is seen within a few ms."""
+    if started is None or count <= 0:
+        return 0.05
+    return min(0.2, max(0.002, (n - count) * (now - started[0]) / count / 4))
+
+
+def _scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        body: bytes = resp.read()
+    return body.decode()
+
+
+def _value(body: str, name: str) -> float:
+    """A metric summed over its labels."""
+    return sum(float(m.group(1)) for m in re.finditer(rf"^{name}(?:{{[^}}]*}})? (\S+)$", body, flags=re.M))
+
+
+def _tail(log: IO[str]) -> str:
+    log.flush()
+    log.seek(0)
+    return log.read()[-2000:]
+
+
+async def _api_top(api: int) -> tuple[Decimal | None, Decimal | None]:
+    """Best bid and ask of the daemon's ``book`` channel snapshot."""
+    async with connect(f"ws://127.0.0.1:{api}/v1/stream", max_size=None) as ws:
+        await ws.send(orjson.dumps({"op": "subscribe", "id": 1, "channels": [f"book.{SYMBOL}"], "depth": 1}))
+        while True:
+            msg = orjson.loads(await asyncio.wait_for(ws.recv(), 10))
+            if msg.get("type") == "snapshot":
+                bids, asks = msg["bids"], msg["asks"]
+                return (Decimal(bids[0][0]) if bids else None, Decimal(asks[0][0]) if asks else None)
+
+
+# -- cryptofeed -----------------------------------------------------------------------------------
+
+RUNNER = r'''
+"""cryptofeed's Binance L2 book feed against the fake venue: argv port, frames, log file."""
+import asyncio, json, sys, time
+from importlib.metadata import version
+
+import cryptofeed.connection as connection
+from cryptofeed import FeedHandler
+from cryptofeed.connection import RestEndpoint, Routes, WebsocketEndpoint
+from cryptofeed.defines import ASK, BID, L2_BOOK
+from cryptofeed.exchanges import Binance
+from websockets.asyncio.client import connect
+
+port, expected, log = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+
+
+def plain(address, **kwargs):
+    # cryptofeed accepts wss:// addresses only; the fake venue has no TLS (neither side pays for it)
+    return connect(address.replace("wss://", "ws://", 1), **kwargs)
+
+
+connection.connect = plain
+Binance.websocket_endpoints = [WebsocketEndpoint(f"wss://127.0.0.1:{port}")]
+Binance.rest_endpoints = [
+    RestEndpoint(
+        f"http://127.0.0.1:{port}",
+        routes=Routes("/api/v3/exchangeInfo", l2book="/api/v3/depth?symbol={}&limit={}"),
+    )
+]
+seen = {"callbacks": 0, "messages": 0, "levels": 0}
+
+
+async def book(ob, receipt):
+    seen["callbacks"] += 1
+    if ob.delta is None:
+        return  # the snapshot
+    seen["messages"] += 1
+    seen["levels"] += len(ob.delta[BID]) + len(ob.delta[ASK])
+    if seen["messages"] == expected:
+        done, cpu = time.monotonic(), time.process_time()
+        bids, asks = ob.book.bids, ob.book.asks
+        out = dict(seen, done=done, cpu=cpu, bids=len(bids), asks=len(asks), version=version("cryptofeed"))
+        out["best_bid"] = str(bids.index(0)[0]) if bids else None
+        out["best_ask"] = str(asks.index(0)[0]) if asks else None
+        sys.stdout.write(json.dumps(out) + "\n")
+        sys.stdout.flush()
+
+
+fh = FeedHandler(config={"uvloop": True, "log": {"filename": log, "level": "WARNING"}})
+fh.add_feed(Binance(symbols=["BTC-USDT"], channels=[L2_BOOK], callbacks={L2_BOOK: book}))
+asyncio.set_event_loop(asyncio.new_event_loop())  # FeedHandler.run asks for one; uvloop >= 0.22 makes none
+fh.run()
+'''
+
+
+def cryptofeed_python(venv: Path = CRYPTOFEED_VENV) -> tuple[Path | None, str]:
+    """A Python that imports cryptofeed, from its own venv (created on first use): (python, version),
+    or (None, why not)."""
+    python = venv / "bin" / "python"
+    check = [
+        str(python),
+        "-c",
+        "from importlib.metadata import version; import cryptofeed; print(version('cryptofeed'))",
+    ]
+    found = subprocess.run(check, capture_output=True, text=True) if python.exists() else None
+    if found is None or found.returncode != 0:
+        try:
+            steps = [
+                [sys.executable, "-m", "venv", str(venv)],
+                [str(python), "-m", "pip", "install", "-q", "cryptofeed"],
+            ]
+            for step in steps:
+                done = subprocess.run(step, capture_output=True, text=True, timeout=900)
+                if done.returncode != 0:
+                    return None, f"{' '.join(step)} failed: {(done.stderr or done.stdout)[-500:]}"
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return None, f"cannot install cryptofeed in {venv}: {exc}"
+        found = subprocess.run(check, capture_output=True, text=True)
+        if found.returncode != 0:
+            return None, f"cryptofeed does not import in {venv}: {found.stderr[-500:]}"
+    return python, found.stdout.strip()
+
+
+async def run_cryptofeed(recording: Recording, python: Path, max_seconds: float = 120.0) -> dict[str, Any]:
+    """cryptofeed's FeedHandler in a child process (``RUNNER``) on the fake venue."""
+    venue = FakeBinance(recording)
+    venue.ready.set()  # the runner times itself: nothing to wait for
+    n = len(recording.frames)
+    with tempfile.TemporaryDirectory() as tmp:
+        script, log = Path(tmp) / "cryptofeed_runner.py", Path(tmp) / "cryptofeed.log"
+        script.write_text(RUNNER)
+        async with venue.serving() as port:
+            proc = await asyncio.create_subprocess_exec(
+                str(python),
+                str(script),
+                str(port),
+                str(n),
+                str(log),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                cwd=tmp,
+                env=_child_env(),
+            )
+            venue.pid = proc.pid
+            try:
+                assert proc.stdout is not None
+                line = await asyncio.wait_for(_result_line(proc.stdout), max_seconds)
+                cpu = cpu_seconds(proc.pid)  # the runner is idle now: all frames were consumed
+            except (TimeoutError, EOFError) as exc:
+                raise RuntimeError(f"cryptofeed did not process {n} frames ({venue.sent} sent): {exc}") from exc
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+    out = orjson.loads(line)
+    assert venue.started is not None
+    figures = _figures(recording, out["done"] - venue.started[0], cpu - venue.started[1])
+    best = (_dec(out["best_bid"]), _dec(out["best_ask"]))
+    figures |= {
+        "book_callbacks": out["callbacks"],
+        "processed_depth_messages": out["messages"],
+        "processed_level_updates": out["levels"],
+        "book_levels": [out["bids"], out["asks"]],
+        "venue_connections": venue.connections,
+        "best_bid": out["best_bid"],
+        "best_ask": out["best_ask"],
+        "book_ok": best == (recording.best_bid, recording.best_ask)
+        and (out["bids"], out["asks"]) == (len(recording.bids), len(recording.asks))
+        and venue.connections == 1,
+        "version": out["version"],
+    }
+    return figures
+
+
+async def _result_line(stream: asyncio.StreamReader) -> bytes:
+    """The runner's JSON line (cryptofeed's own output may come first)."""
+    tail = b""
+    while line := await stream.readline():
+        if line.startswith(b'{"callbacks"'):
+            return line
+        tail = (tail + line)[-2000:]
+    raise EOFError(f"the runner exited: {tail.decode(errors='replace')}")
+
+
+def _dec(text: str | None) -> Decimal | None:
+    return None if text is None else Decimal(text)
+
+
+# -- both -----------------------------------------------------------------------------------------
+
+
+def bench_versus(
+    *,
+    rounds: int = 20,
+    limit: int | None = None,
+    capture: Path | None = None,
+    cryptofeed: bool = True,
+    venv: Path = CRYPTOFEED_VENV,
+    timeout: float = 300.0,
+) -> dict[str, Any]:
+    """crossbook, then cryptofeed, on the same frames: figures of each and crossbook/cryptofeed ratios.
+
+    ``limit``: the first diffs after the snapshot only; ``rounds``: how often they are served.
+    """
+    path = capture or captures_dir() / CAPTURE
+    if not path.exists():
+        raise FileNotFoundError(f"capture {path} not present")
+    recording = load_recording(path, limit, rounds)
+    result: dict[str, Any] = {
+        "capture": path.name,
+        "rounds": rounds,
+        "messages": len(recording.frames),
+        "level_updates": recording.level_updates,
+        "crossbook": asyncio.run(run_crossbook(recording, timeout)),
+    }
+    if not cryptofeed:
+        result["cryptofeed"] = {"skipped": "not requested"}
+        return result
+    python, found = cryptofeed_python(venv)
+    if python is None:
+        result["cryptofeed"] = {"skipped": found}
+        return result
+    result["cryptofeed"] = asyncio.run(run_cryptofeed(recording, python, timeout))
+    ours, theirs = result["crossbook"], result["cryptofeed"]
+    result["ratio"] = {
+        "throughput": ours["messages_per_s"] / theirs["messages_per_s"],
+        "cpu_per_message": theirs["cpu_us_per_message"] / ours["cpu_us_per_message"],
+    }
+    return result
+
+
+def _print(result: dict[str, Any]) -> None:
+    print(f"{result['capture']}: {result['messages']:,} messages, {result['level_updates']:,} level updates")
+    keys = ["seconds", "messages_per_s", "level_updates_per_s", "cpu_us_per_message", "book_ok", "version"]
+    print(f"  {'':<22}{'crossbook':>16}{'cryptofeed':>16}")
+    for key in keys:
+        cells = [_cell(result[side].get(key, result[side].get("skipped", ""))) for side in ("crossbook", "cryptofeed")]
+        print(f"  {key:<22}{cells[0]:>16}{cells[1]:>16}")
+    for key, value in result.get("ratio", {}).items():
+        print(f"  crossbook/cryptofeed {key}: {value:.2f}x")
+
+
+def _cell(value: Any) -> str:
+    return f"{value:,.2f}" if isinstance(value, float) else str(value)[:15]
+
+
+def _cli(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m crossbook.versus", description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=20, help="times the recorded diffs are served")
+    parser.add_argument("--limit", type=int, help="serve only the first N recorded diffs")
+    parser.add_argument("--no-cryptofeed", action="store_true", help="the crossbook side only")
+    parser.add_argument("--venv", type=Path, default=CRYPTOFEED_VENV, help="cryptofeed's own venv")
+    args = parser.parse_args(argv)
+    result = bench_versus(rounds=args.rounds, limit=args.limit, cryptofeed=not args.no_cryptofeed, venv=args.venv)
+    _print(result)
+    print(orjson.dumps(result).decode())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_cli())

@@ -1,0 +1,31 @@
+"""The crossbook side of ``crossbook.versus`` on a slice of the Binance capture: the fake venue
+serves what the daemon needs to sync, and the daemon ingests every frame into a live book equal
+to the replayed one (cryptofeed is not needed here)."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import pytest
+
+from captures import capture
+from crossbook.loadgen import CAPTURE, load_recording
+from crossbook.versus import run_crossbook
+
+
+@pytest.mark.timeout(60)
+def test_daemon_ingests_the_recorded_slice_into_a_live_book() -> None:
+    recording = load_recording(capture(CAPTURE), limit=1000, rounds=2)
+    assert len(recording.frames) == 2001  # the second round is led by its reset diff
+
+    figures = asyncio.run(run_crossbook(recording, max_seconds=40, subscribers=2))
+
+    assert figures["book_ok"], figures
+    assert figures["book_state"] == 4.0  # live
+    assert figures["venue_connections"] == 1
+    assert figures["resyncs"] == 0
+    assert figures["skipped_events"] == 1  # only the end-of-recording sentinel
+    assert figures["messages_per_s"] > 0
+    assert figures["client_messages"] > 2 * 1000  # raw batched subscribers counted book and bbo messages
+    assert Decimal(figures["best_bid"]) == recording.best_bid
