@@ -266,3 +266,30 @@ async def test_kernel_send_buffer_is_bounded(tmp_path: Path) -> None:
         (server_side,) = daemon.server.connections.values()
         sock = server_side.transport.get_extra_info("socket")
         assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) <= 2 * 32768  # Linux doubles it
+
+
+async def test_a_stalled_client_that_resets_its_connection_ends_cleanly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client whose socket is full (its writer waits for the socket to drain) and that then
+    resets the connection: counted as closed, nothing fails."""
+    toml = VENUE + "[server]\nsend_buffer_bytes = 4096\nslow_client_timeout = 60\n"
+    async with running_daemon(tmp_path, toml) as (daemon, addresses):
+        feed = await scripted_plugin.feed("alpha")
+        feed.publish([BookSnapshot("BTC-USDT", [(D("100"), D("1"))], [(D("101"), D("1"))], feed.now_ns())])
+        sock = await raw_stalled_client(addresses.api_port, b'{"op":"subscribe","id":1,"channels":["book.BTC-USDT"]}')
+        with anyio.fail_after(20):
+            i = 0
+            while not any(ws.paused for ws in daemon.server.connections.values()):
+                i += 1
+                levels = [(D(100) - D(k) / 10, D(i % 50 + 1) + D(k)) for k in range(50)]
+                feed.publish([BookDelta("BTC-USDT", levels, [], feed.now_ns())])
+                await anyio.lowlevel.checkpoint()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        sock.close()  # linger 0: a reset
+        for _ in range(3):  # wake its writer: it finds the connection gone
+            feed.publish([BookDelta("BTC-USDT", [(D(99), D(i))], [], feed.now_ns())])
+            await anyio.lowlevel.checkpoint()
+        assert await metric(daemon, "crossbook_clients_closed_total", {"reason": "client"}) == 1
+        assert daemon.metrics.registry.get_sample_value("crossbook_clients") == 0
+    assert "connection handler failed" not in caplog.text

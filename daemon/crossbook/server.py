@@ -233,7 +233,10 @@ class ApiServer:
         while True:
             await event.wait()
             event.clear()
-            await ws.drain()
+            try:
+                await ws.drain()
+            except OSError:
+                return  # the connection is gone (reset by the client): the reader ends it
             if session.outbox:
                 buffered.observe(session.queued_bytes)
                 self._flush(ws, session)
