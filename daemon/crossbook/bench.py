@@ -372,8 +372,7 @@ def _snapshot_symbol(url: str | None, symbols: list[str]) -> str | None:
 
 
 def _metric(port: int, name: str) -> float:
-    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    return sum(float(m.group(1)) for m in re.finditer(rf"^{name}(?:{{[^}}]*}})? (\S+)$", body, flags=re.M))
+    return loadgen.metric_value(loadgen.scrape(port), name)
 
 
 def bench_e2e(seconds: float, subscribers: int, rate: float, stalled: int = 0) -> dict[str, Any]:

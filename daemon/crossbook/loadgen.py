@@ -17,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import time
+import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -210,6 +212,18 @@ def _response(status: int, body: str) -> Response:
     data = body.encode()
     headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
     return Response(status, HTTPStatus(status).phrase, headers, data)
+
+
+def scrape(port: int) -> str:
+    """The daemon's metrics page."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        body: bytes = resp.read()
+    return body.decode()
+
+
+def metric_value(body: str, name: str) -> float:
+    """A metric summed over its labels."""
+    return sum(float(m.group(1)) for m in re.finditer(rf"^{name}(?:{{[^}}]*}})? (\S+)$", body, flags=re.M))
 
 
 class Subscriber(asyncio.Protocol):

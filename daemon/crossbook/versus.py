@@ -29,12 +29,10 @@ import argparse
 import asyncio
 import contextlib
 import os
-import re
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
@@ -52,6 +50,8 @@ from crossbook.loadgen import (
     close,
     cpu_seconds,
     load_recording,
+    metric_value,
+    scrape,
 )
 from crossbook.loadgen import subscribers as subscribers_of
 from crossbook.testing.captures import captures_dir
@@ -97,10 +97,10 @@ async def run_crossbook(recording: Recording, max_seconds: float = 120.0, subscr
                 venue.ready.set()
                 deadline = time.monotonic() + max_seconds
                 while True:
-                    body = await asyncio.to_thread(_scrape, metrics)
+                    body = await asyncio.to_thread(scrape, metrics)
                     now = time.monotonic()
-                    count = _value(body, "crossbook_venue_messages_total")
-                    if _value(body, "crossbook_skipped_events_total") >= 1:
+                    count = metric_value(body, "crossbook_venue_messages_total")
+                    if metric_value(body, "crossbook_skipped_events_total") >= 1:
                         cpu = cpu_seconds(proc.pid)
                         break
                     if proc.poll() is not None or now > deadline:
@@ -117,13 +117,13 @@ async def run_crossbook(recording: Recording, max_seconds: float = 120.0, subscr
                 except subprocess.TimeoutExpired:
                     proc.kill()
                 log.close()
-    state = _value(body, "crossbook_book_state")
+    state = metric_value(body, "crossbook_book_state")
     figures |= {
         "book_state": state,
-        "book_updates": _value(body, "crossbook_book_updates_total"),
-        "resyncs": _value(body, "crossbook_resyncs_total"),
-        "skipped_events": _value(body, "crossbook_skipped_events_total"),
-        "connector_restarts": _value(body, "crossbook_connector_restarts_total"),
+        "book_updates": metric_value(body, "crossbook_book_updates_total"),
+        "resyncs": metric_value(body, "crossbook_resyncs_total"),
+        "skipped_events": metric_value(body, "crossbook_skipped_events_total"),
+        "connector_restarts": metric_value(body, "crossbook_connector_restarts_total"),
         "venue_connections": venue.connections,
         "subscribers": subscribers,
         "client_messages": sum(sub.messages for sub in subs),
@@ -132,7 +132,7 @@ async def run_crossbook(recording: Recording, max_seconds: float = 120.0, subscr
         "book_ok": state == LIVE
         and top == (recording.best_bid, recording.best_ask)
         and venue.connections == 1
-        and _value(body, "crossbook_skipped_events_total") == 1,
+        and metric_value(body, "crossbook_skipped_events_total") == 1,
         "version": __version__,
     }
     return figures
@@ -162,17 +162,6 @@ def _poll_interval(started: tuple[float, float] | None, now: float, count: float
     if started is None or count <= 0:
         return 0.05
     return min(0.2, max(0.002, (n - count) * (now - started[0]) / count / 4))
-
-
-def _scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
-        body: bytes = resp.read()
-    return body.decode()
-
-
-def _value(body: str, name: str) -> float:
-    """A metric summed over its labels."""
-    return sum(float(m.group(1)) for m in re.finditer(rf"^{name}(?:{{[^}}]*}})? (\S+)$", body, flags=re.M))
 
 
 def _tail(log: IO[str]) -> str:
