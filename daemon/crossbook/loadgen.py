@@ -242,6 +242,8 @@ class Subscriber(asyncio.Protocol):
         self.upgraded = False
         self.buffer = b""
         self.transport: asyncio.Transport | None = None
+        self.subscribed = asyncio.Event()
+        """Set when the subscribe request was acknowledged."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert hasattr(transport, "write")  # uvloop's transports are no asyncio.Transport subclass
@@ -261,6 +263,8 @@ class Subscriber(asyncio.Protocol):
             self.upgraded = True
             assert self.transport is not None
             self.transport.write(_client_frame(self.request))
+        if not self.subscribed.is_set() and b'"type":"ack"' in data:
+            self.subscribed.set()
         self.messages += data.count(b'"seq":')
         if self.probe:
             self._time(data, time.time_ns())
@@ -294,7 +298,8 @@ def _client_frame(payload: bytes) -> bytes:
 async def subscribers(
     port: int, count: int, channels: list[str], *, batch: bool, probes: int = 0, depth: int = 20
 ) -> list[Subscriber]:
-    """``count`` subscribed raw clients (the first ``probes`` of them time deltas)."""
+    """``count`` raw clients, each subscribed (acknowledged) on return; the first ``probes`` of them
+    time deltas."""
     loop = asyncio.get_running_loop()
     request = orjson.dumps({"op": "subscribe", "id": 1, "channels": channels, "depth": depth})
     out = []
@@ -303,6 +308,9 @@ async def subscribers(
         sub = Subscriber(request, i < probes, query)
         await loop.create_connection(lambda sub=sub: sub, "127.0.0.1", port)  # type: ignore[misc]
         out.append(sub)
+    async with asyncio.timeout(30):
+        for sub in out:
+            await sub.subscribed.wait()
     return out
 
 
