@@ -181,13 +181,6 @@ def _daemon(venues: str, server_keys: str = "") -> Iterator[Daemon]:
                 raise RuntimeError("the daemon did not stop within 10 s of SIGTERM") from None
 
 
-def _binance_venue(port: int) -> str:
-    return (
-        '[venues.binance]\nconnector = "binance"\nsymbols = ["BTC-USDT"]\ntrades = false\n'
-        f'ws_url = "ws://127.0.0.1:{port}"\nrest_url = "http://127.0.0.1:{port}"\n'
-    )
-
-
 async def _live_and_in_sync(metrics: int) -> bool:
     state = await anyio.to_thread.run_sync(_metric, metrics, "crossbook_book_state")
     resyncs = await anyio.to_thread.run_sync(_metric, metrics, "crossbook_resyncs_total")
@@ -225,7 +218,8 @@ def bench_latency(seconds: float, subscribers: int, rate: float, batch: bool = T
 
 def _paced(seconds: float, subscribers: int, rate: float, batch: bool, probes: int) -> dict[str, Any]:
     warmup = 1.0
-    recording = _recording(max(1, round((seconds + warmup + 2) * rate / 3450)))
+    per_round = 3450  # the recorded diffs after the capture's snapshot
+    recording = _recording(max(1, round((seconds + warmup + 2) * rate / per_round)))
     if recording is None:
         return {"skipped": f"capture {loadgen.CAPTURE} not present"}
     return _run(_paced_run, recording, seconds, warmup, subscribers, rate, batch, probes)
@@ -236,7 +230,7 @@ async def _paced_run(
 ) -> dict[str, Any]:
     venue = loadgen.FakeBinance(recording, rate=rate)
     async with venue.serving() as port:
-        with _daemon(_binance_venue(port), MANY_CLIENTS) as (proc, api, metrics):
+        with _daemon(loadgen.daemon_venue(port), MANY_CLIENTS) as (proc, api, metrics):
             subs = await loadgen.subscribers(api, subscribers, BOOK_CHANNELS, batch=batch, probes=probes)
             venue.ready.set()
             await anyio.sleep(warmup)

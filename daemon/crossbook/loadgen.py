@@ -133,6 +133,14 @@ def load_recording(path: Path, limit: int | None = None, rounds: int = 1) -> Rec
     return Recording(snapshot, frames, levels, bids, asks)
 
 
+def daemon_venue(port: int) -> str:
+    """The ``[venues.binance]`` table of a daemon fed by a :class:`FakeBinance` on ``port``."""
+    return (
+        f'[venues.binance]\nconnector = "binance"\nsymbols = ["{SYMBOL}"]\ntrades = false\n'
+        f'ws_url = "ws://127.0.0.1:{port}"\nrest_url = "http://127.0.0.1:{port}"\n'
+    )
+
+
 def _frame(data: dict[str, Any]) -> bytes:
     return orjson.dumps({"stream": STREAM, "data": data})
 

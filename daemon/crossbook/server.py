@@ -5,9 +5,8 @@ writer task. When the hub has queued frames, :meth:`ApiServer.wake` has them wri
 the current callback ends, to every socket that accepts data: no task switch per client, and
 what several venue frames read together changed goes out in one write per client. Only a client
 whose socket is full, or that fell behind, is left to its writer task, which waits for the
-socket to drain. Handshakes are checked before the upgrade
-(origin, bearer token, connection limits); slow clients are conflated by the hub and closed with
-1013 here if they stay behind.
+socket to drain. Handshakes are checked before the upgrade (origin, bearer token, connection
+limits); slow clients are conflated by the hub and closed with 1013 here if they stay behind.
 
 ``/v1/stream?batch=1`` opts a connection into batched frames: each text frame is then a JSON
 array of the messages that were ready together, which costs the server and the client one frame
@@ -89,11 +88,11 @@ class ApiServer:
         waiters, connections = self.waiters, self.connections
         for session in pending:
             ws = connections.get(session)
-            if ws is None or not session.outbox:
+            if ws is None:
                 continue
             if ws.paused or session.behind_since is not None:
                 waiters[session].set()
-            else:
+            elif session.outbox:
                 self._flush(ws, session)
 
     def _flush(self, ws: ServerConnection, session: Session) -> None:

@@ -49,6 +49,7 @@ from crossbook.loadgen import (
     Recording,
     close,
     cpu_seconds,
+    daemon_venue,
     load_recording,
     metric_value,
     scrape,
@@ -140,11 +141,7 @@ async def run_crossbook(recording: Recording, max_seconds: float = 120.0, subscr
 
 def _spawn_daemon(tmp: Path, port: int) -> tuple[subprocess.Popen[str], IO[str]]:
     config = tmp / "versus.toml"
-    config.write_text(
-        "[server]\nport = 0\n[metrics]\nport = 0\n"
-        f'[venues.binance]\nconnector = "binance"\nsymbols = ["{SYMBOL}"]\n'
-        f'ws_url = "ws://127.0.0.1:{port}"\nrest_url = "http://127.0.0.1:{port}"\ntrades = false\n'
-    )
+    config.write_text("[server]\nport = 0\n[metrics]\nport = 0\n" + daemon_venue(port))
     log = (tmp / "daemon.log").open("w+")
     proc = subprocess.Popen(
         [sys.executable, "-m", "crossbook", "-q", "run", "--config", str(config)],
