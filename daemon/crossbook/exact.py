@@ -9,7 +9,9 @@ floats never carry a value that came from or goes to the wire.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from decimal import Context, Decimal, Inexact, InvalidOperation, Rounded
+from typing import Any
 
 ZERO = Decimal(0)
 
@@ -28,11 +30,29 @@ class BadNumber(ValueError):
 
 
 PARSED_CACHE_SIZE = 16384
-"""Texts remembered by :func:`parse`: a venue repeats its prices and many sizes, so most texts
-are a dict lookup away (~40 ns instead of ~1 µs), and equal levels share one immutable object."""
-_parsed: dict[str | int, Decimal] = {}
+"""Texts remembered by :func:`parse`: a venue repeats its prices and many sizes (three texts in
+four of a Binance BTCUSDT stream), so most texts are one dict lookup away (~25 ns instead of
+~400 ns), and equal levels share one immutable object."""
 _PLAIN = re.compile(r"[0-9]{1,25}(?:\.[0-9]{0,24})?")
 """Plain decimal text: with at most 37 characters it is within every limit below."""
+
+
+class _Parsed(dict[Any, Decimal]):
+    """The cache itself: a lookup that misses parses (``__missing__``), so a hit costs a plain
+    subscript with no Python call; cleared when full."""
+
+    __slots__ = ()
+
+    def __missing__(self, text: Any) -> Decimal:
+        plain = type(text) is str and len(text) <= 37 and _PLAIN.fullmatch(text)
+        value = Decimal(text) if plain else _checked(text)
+        if len(self) >= PARSED_CACHE_SIZE:
+            self.clear()
+        self[text] = value
+        return value
+
+
+_parsed = _Parsed()
 
 
 def parse(text: str | int) -> Decimal:
@@ -40,16 +60,20 @@ def parse(text: str | int) -> Decimal:
     values outside the range any market uses (``BadNumber`` is a ``ValueError``: a parser
     raising it makes the frame a counted skip)."""
     try:
-        value = _parsed.get(text)
+        return _parsed[text]
     except TypeError:  # unhashable: not a number either
         raise BadNumber(f"not a decimal number: {text!r}") from None
-    if value is None:
-        plain = type(text) is str and len(text) <= 37 and _PLAIN.fullmatch(text)
-        value = Decimal(text) if plain else _checked(text)
-        if len(_parsed) >= PARSED_CACHE_SIZE:
-            _parsed.clear()
-        _parsed[text] = value
-    return value
+
+
+def levels(raw: Iterable[Sequence[Any]]) -> list[tuple[Decimal, Decimal]]:
+    """``[[price, size, ...], ...]`` (the shape most venues send) as exact levels, as
+    :func:`parse` would read each text but without a call per text: this is the hot path of
+    every depth message."""
+    cache = _parsed
+    try:
+        return [(cache[level[0]], cache[level[1]]) for level in raw]
+    except TypeError:
+        raise BadNumber(f"not a list of [price, size] levels: {str(raw)[:100]!r}") from None
 
 
 def _checked(text: str | int) -> Decimal:

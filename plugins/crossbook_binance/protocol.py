@@ -14,8 +14,9 @@ from collections.abc import Sequence
 
 import orjson
 
+from crossbook.exact import levels
 from crossbook.exact import parse as dec
-from crossbook.model import Level, Side, Trade
+from crossbook.model import Side, Trade
 from crossbook.venue import (
     HEARD,
     BookUpdate,
@@ -48,10 +49,6 @@ def venue_symbol(symbol: str, futures: bool = False) -> str:
     if len(parts) != 2:
         raise ValueError(f"{symbol!r} has no Binance {'USD-M ' if futures else ''}name")
     return parts[0] + parts[1]
-
-
-def levels(raw: list[list[str]]) -> list[Level]:
-    return [(dec(p), dec(q)) for p, q in raw]
 
 
 class BinanceProtocol:

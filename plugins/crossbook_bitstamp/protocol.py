@@ -22,8 +22,9 @@ from typing import Any
 
 import orjson
 
+from crossbook.exact import levels
 from crossbook.exact import parse as dec
-from crossbook.model import Level, Side, Trade
+from crossbook.model import Side, Trade
 from crossbook.streaming import PARSE_ERRORS
 from crossbook.venue import (
     HEARD,
@@ -60,10 +61,6 @@ def microtimestamp(value: Any) -> int:
     if isinstance(value, str) and value.isascii() and value.isdigit():
         return int(value)
     raise TypeError(f"microtimestamp {value!r} is not a non-negative integer")
-
-
-def levels(raw: list[list[str]]) -> list[Level]:
-    return [(dec(p), dec(q)) for p, q in raw]
 
 
 class BitstampProtocol:

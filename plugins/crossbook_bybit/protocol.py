@@ -12,8 +12,9 @@ from collections.abc import Sequence
 
 import orjson
 
+from crossbook.exact import levels
 from crossbook.exact import parse as dec
-from crossbook.model import Level, Side, Trade
+from crossbook.model import Side, Trade
 from crossbook.venue import HEARD, BookUpdate, ConnectionState, Output, Rejected, SnapshotSource, Stream, seq_id
 
 URLS = {
@@ -33,10 +34,6 @@ def venue_symbol(symbol: str, category: str) -> str:
     if category == "linear" and len(parts) == 3 and parts[2] == "PERP":
         return parts[0] + parts[1]
     raise ValueError(f"{symbol!r} has no Bybit {category} name")
-
-
-def _levels(raw: list[list[str]]) -> list[Level]:
-    return [(dec(p), dec(q)) for p, q in raw]
 
 
 class BybitProtocol:
@@ -101,8 +98,8 @@ class BybitProtocol:
             return [
                 BookUpdate(
                     self.from_venue[data["s"]],
-                    _levels(data["b"]),
-                    _levels(data["a"]),
+                    levels(data["b"]),
+                    levels(data["a"]),
                     recv_ns,
                     seq_id(msg["ts"]) * 1_000_000,
                     snapshot=msg["type"] == "snapshot" or last == 1,

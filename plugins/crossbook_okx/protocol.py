@@ -16,8 +16,9 @@ from typing import Any
 import orjson
 
 from crossbook.book import L2Book
+from crossbook.exact import levels
 from crossbook.exact import parse as dec
-from crossbook.model import Level, Side, Trade
+from crossbook.model import Side, Trade
 from crossbook.sync import PrevLinked, Verdict
 from crossbook.venue import (
     HEARD,
@@ -68,10 +69,6 @@ class SeqIdsOrChecksum(PrevLinked):
 
     def next(self, last: int | None, upd: BookUpdate) -> Verdict:
         return Verdict.APPLY if upd.last is None and last is None else super().next(last, upd)
-
-
-def _levels(raw: list[list[str]]) -> list[Level]:
-    return [(dec(level[0]), dec(level[1])) for level in raw]
 
 
 def _ids(item: dict[str, Any]) -> tuple[int | None, int | None]:
@@ -149,8 +146,8 @@ class OkxProtocol:
                 out.append(
                     BookUpdate(
                         symbol,
-                        _levels(item["bids"]),
-                        _levels(item["asks"]),
+                        levels(item["bids"]),
+                        levels(item["asks"]),
                         recv_ns,
                         int(item["ts"]) * 1_000_000,
                         snapshot=snapshot,
@@ -187,8 +184,8 @@ class OkxProtocol:
         last, _ = _ids(item)
         return BookUpdate(
             symbol,
-            _levels(item["bids"]),
-            _levels(item["asks"]),
+            levels(item["bids"]),
+            levels(item["asks"]),
             recv_ns,
             int(item["ts"]) * 1_000_000,
             snapshot=True,
