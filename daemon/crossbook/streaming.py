@@ -90,6 +90,8 @@ class _Session:
     """Why a planned reconnect was started from this session."""
     stalled: bool = False
     """The venue went silent for longer than the idle timeout (its books resync as ``stale``)."""
+    heard: float = 0.0
+    """Monotonic time of the last frame (or of subscribing)."""
     done: anyio.Event = field(default_factory=anyio.Event)
     """Set when this session serves no active book any more (handed over)."""
 
@@ -232,7 +234,9 @@ class StreamingConnector:
                     sync.start(now, [], actions)
             self._publish(events)
             await self._act(session, actions)
+            session.heard = time.monotonic()
             async with anyio.create_task_group() as inner:
+                inner.start_soon(self._watchdog, session)
                 if self.protocol.app_ping() is not None and self.protocol.ping_interval:
                     inner.start_soon(self._app_pings, ws)
                 if self.max_connection_age:
@@ -243,13 +247,10 @@ class StreamingConnector:
     async def _read(self, session: _Session, ws: ClientConnection, tg: TaskGroup) -> None:
         parse = self.protocol.parse
         stream_books = session.stream.books
+        monotonic = time.monotonic
         while not session.done.is_set():
-            try:
-                with anyio.fail_after(self.idle_timeout):
-                    frame = await ws.recv()
-            except TimeoutError:
-                session.stalled = True
-                raise
+            frame = await ws.recv()
+            session.heard = monotonic()
             recv_ns = time.time_ns()
             try:
                 outputs = parse(session.state, frame, recv_ns)
@@ -380,6 +381,16 @@ class StreamingConnector:
     async def _handover_deadline(session: _Session) -> None:
         await anyio.sleep(HANDOVER_TIMEOUT)
         session.done.set()
+
+    async def _watchdog(self, session: _Session) -> None:
+        """Fail a silent connection: one timer per connection, not a deadline per frame."""
+        timeout = self.idle_timeout
+        while True:
+            silent = time.monotonic() - session.heard
+            if silent >= timeout:
+                session.stalled = True
+                raise TimeoutError(f"no frame for {silent:.1f} s")
+            await anyio.sleep(timeout - silent)
 
     async def _age_limit(self, session: _Session, tg: TaskGroup) -> None:
         assert self.max_connection_age is not None
