@@ -113,12 +113,11 @@ def test_zero_for_an_absent_venue_or_level_changes_nothing() -> None:
     assert book.venues() == {"a"}
 
 
-def test_remove_takes_out_the_listed_levels_of_one_venue() -> None:
+def test_drop_takes_out_every_level_of_one_venue() -> None:
     book = ConsolidatedBook()
-    a_bids, a_asks = lv(("100", "1"), ("99", "1")), lv(("101", "1"))
-    book.update("a", a_bids, a_asks)
+    book.update("a", lv(("100", "1"), ("99", "1")), lv(("101", "1")))
     book.update("b", lv(("100", "2")), lv(("103", "2")))
-    book.remove("a", a_bids, a_asks)
+    book.drop("a")
     assert book.top_bids(10) == [(D(100), D(2), {"b": D(2)})]
     assert book.top_asks(10) == [(D(103), D(2), {"b": D(2)})]
     assert book.venues() == {"b"}

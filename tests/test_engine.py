@@ -10,8 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from crossbook.book import L2Book
 from crossbook.engine import Changes, Engine, StatusChange
 from crossbook.model import BookDelta, BookSnapshot, BookState, Event, Level, Side, Trade, VenueStatus
+from crossbook.sync import Action, BookSync, Unsequenced
+from crossbook.venue import BookUpdate, SnapshotSource
 
 D = Decimal
 ZERO = Decimal(0)
@@ -124,6 +127,43 @@ def test_delta_applies_to_venue_and_consolidated_books(engine: Engine) -> None:
     assert engine.book(X, "a").bids() == lv(("99", "3"))
     assert engine.consolidated[X].top_bids(5) == [(D(99), D(3), {"a": D(3)})]
     assert engine.consolidated[X].top_asks(5) == [(D(101), D("1.5"), {"a": D("1.5")})]
+
+
+def test_a_lent_book_is_kept_once_and_a_failed_delta_leaves_nothing_behind(engine: Engine) -> None:
+    """A sync lends its book with its snapshot: the engine applies no delta to it again, and when
+    a delta the sync applied fails its checksum, the venue still leaves consolidation whole."""
+
+    def top_size(book: L2Book) -> int:
+        best = book.best_bid()
+        return int(best[1]) if best else 0
+
+    sync = BookSync(X, Unsequenced(), SnapshotSource.STREAM, checksum=top_size)
+    events: list[Event] = []
+    actions: list[Action] = []
+    sync.start(0, events, actions)
+    sync.on_update(BookUpdate(X, lv(("100", "1"), ("99", "2")), lv(("101", "1")), 1, snapshot=True), events, actions)
+    engine.ingest("b", [snap(X, lv(("100", "5")), [])], 1)
+    engine.ingest("a", events, 1)
+    assert engine.book(X, "a") is sync.book
+
+    events = []
+    sync.on_update(BookUpdate(X, lv(("100", "3")), [], 2, checksum=3), events, actions)
+    engine.ingest("a", events, 2)
+    assert [type(e) for e in events] == [BookDelta]
+    assert engine.book(X, "a").bids() == lv(("100", "3"), ("99", "2"))
+    assert engine.consolidated[X].top_bids(5) == [
+        (D(100), D(8), {"a": D(3), "b": D(5)}),
+        (D(99), D(2), {"a": D(2)}),
+    ]
+
+    events = []  # removes both bids, but the venue says the best bid is 7: resync
+    sync.on_update(BookUpdate(X, lv(("100", "0"), ("99", "0")), [], 3, checksum=7), events, actions)
+    assert [(e.state, e.reason) for e in events if isinstance(e, VenueStatus)] == [(SYNCING, "checksum")]
+    engine.ingest("a", events, 3)
+    assert engine.consolidated[X].top_bids(5) == [(D(100), D(5), {"b": D(5)})]
+    assert engine.consolidated[X].top_asks(5) == []
+    assert engine.book(X, "a") is not sync.book
+    assert len(engine.book(X, "a")) == 0
 
 
 def test_trades_are_passed_on(engine: Engine) -> None:

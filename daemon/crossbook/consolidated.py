@@ -117,10 +117,13 @@ class ConsolidatedBook:
         for price, size in asks:
             set_(levels, prices, price, venue, size)
 
-    def remove(self, venue: str, bids: Iterable[Level], asks: Iterable[Level]) -> None:
-        """Take out every listed level of a venue (the venue's whole book when it leaves)."""
+    def drop(self, venue: str) -> None:
+        """Take out every level of a venue (it left): found here, so it needs no copy of its book."""
         zero = exact.ZERO
-        self.update(venue, ((p, zero) for p, _ in bids), ((p, zero) for p, _ in asks))
+        for levels, prices in ((self._bid_levels, self._bid_prices), (self._ask_levels, self._ask_prices)):
+            quoted = [p for p, lv in levels.items() if any(v == venue for v, _ in lv.venues)]
+            for price in quoted:
+                self._set(levels, prices, price, venue, zero)
 
     def top_bids(self, n: int) -> list[ConsolidatedLevel]:
         return [(p, lv.total, dict(lv.venues)) for p, lv in self.view_bids(n)]

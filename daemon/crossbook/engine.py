@@ -69,10 +69,12 @@ class Changes:
 
 
 class VenueBook:
-    __slots__ = ("book", "state", "synced")
+    __slots__ = ("book", "shared", "state", "synced")
 
     def __init__(self) -> None:
         self.book = L2Book()
+        self.shared = False
+        """``book`` is the connector's (lent by its snapshot): it applies the deltas, not us."""
         self.synced = BookState.CONNECTING
         """What the connector last said."""
         self.state = BookState.CONNECTING
@@ -156,7 +158,8 @@ class Engine:
                 elif vb.synced is not BookState.LIVE:
                     changes.skipped.append(f"delta for {event.symbol} before its snapshot")
                 else:
-                    vb.book.apply(event.bids, event.asks)
+                    if not vb.shared:
+                        vb.book.apply(event.bids, event.asks)
                     changes.delta((event.symbol, venue), event.bids, event.asks)
                     changes.book_updates.append(event.symbol)
                     if vb.state is BookState.LIVE:
@@ -175,7 +178,12 @@ class Engine:
                 in_consolidation = vb.state is BookState.LIVE
                 if in_consolidation:
                     self._leave(event.symbol, venue, vb, changes)
-                vb.book.replace(event.bids, event.asks)
+                if event.book is None:
+                    vb.book = L2Book()
+                    vb.book.replace(event.bids, event.asks)
+                else:
+                    vb.book = event.book
+                vb.shared = event.book is not None
                 changes.whole((event.symbol, venue))
                 changes.book_updates.append(event.symbol)
                 if in_consolidation:
@@ -193,9 +201,10 @@ class Engine:
                         continue
                     vb.synced = event.state
                     self._settle(symbol, venue, vb, event.reason, event.recv_ns, changes)
-                    if event.state is not BookState.LIVE and vb.book:
-                        vb.book.clear()
-                        changes.whole((symbol, venue))
+                    if event.state is not BookState.LIVE and (vb.shared or vb.book):
+                        changes.whole((symbol, venue))  # a lent book may be emptied already
+                        vb.book = L2Book()  # and is its connector's again
+                        vb.shared = False
         return changes
 
     def touch(self, venue: str, now_ns: int, changes: Changes) -> None:
@@ -248,6 +257,7 @@ class Engine:
         changes.whole((symbol, None))
 
     def _leave(self, symbol: str, venue: str, vb: VenueBook, changes: Changes) -> None:
+        # Not from ``vb.book``: a lent book may already hold what made its connector resync.
         if vb.state is BookState.LIVE:
-            self.consolidated[symbol].remove(venue, vb.book.bids(), vb.book.asks())
+            self.consolidated[symbol].drop(venue)
             changes.whole((symbol, None))

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from crossbook.book import L2Book
 
 SYMBOL_RE = re.compile(r"^[A-Z0-9]+-[A-Z0-9]+(-[A-Z0-9]+)*$")
 """``BASE-QUOTE`` upper case (``BTC-USDT``); derivatives add a suffix (``BTC-USDT-PERP``)."""
@@ -40,13 +44,20 @@ class Side(enum.Enum):
 
 @dataclass(slots=True)
 class BookSnapshot:
-    """The venue's whole book (as deep as it gives it) for one symbol; replaces what was there."""
+    """The venue's whole book (as deep as it gives it) for one symbol; replaces what was there.
+
+    ``book``, when given, is the connector's own live book holding exactly these levels: the
+    daemon then reads that object instead of keeping a copy, so the connector must apply each
+    later :class:`BookDelta` to it before publishing the delta, and must not touch it otherwise
+    until it publishes a status that takes the book out of ``live`` (or a new snapshot).
+    """
 
     symbol: str
     bids: list[Level]
     asks: list[Level]
     recv_ns: int
     venue_ns: int | None = None
+    book: L2Book | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(slots=True)

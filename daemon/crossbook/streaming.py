@@ -305,7 +305,8 @@ class StreamingConnector:
     def _take_over(self, sync: BookSync, recv_ns: int, events: list[Event]) -> None:
         """A planned successor's book is live: it replaces the old one, subscribers see a diff."""
         self.active[sync.symbol] = sync
-        events.append(BookSnapshot(sync.symbol, sync.book.bids(), sync.book.asks(), recv_ns))
+        book = sync.book
+        events.append(BookSnapshot(sync.symbol, book.bids(), book.asks(), recv_ns, book=book))
         for session in list(self.sessions):
             if session.planned and not any(self.active.get(s) is b for s, b in session.syncs.items()):
                 session.done.set()

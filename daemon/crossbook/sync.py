@@ -5,8 +5,9 @@ the venue's :class:`SequenceRule`, verifies checksums and that the book is not c
 any inconsistency resyncs that symbol only: its book leaves consolidation (``syncing`` with the
 reason) and the toolkit is asked for a new snapshot or a resubscribe.
 
-The sync keeps its own copy of the book: it needs it for checksums and the crossed check, and it
-lets a planned reconnect build a new book privately and hand it over whole once it is live.
+The sync owns the book: it needs it for checksums and the crossed check, and it lets a planned
+reconnect build a new book privately and hand it over whole once it is live. Its snapshots lend
+the book to the engine (``BookSnapshot.book``), so a live book is kept once, not twice.
 """
 
 from __future__ import annotations
@@ -282,4 +283,5 @@ class BookSync:
         if not self._consistent(snap, events, actions):
             return
         self.state = BookState.LIVE
-        events.append(BookSnapshot(self.symbol, self.book.bids(), self.book.asks(), snap.recv_ns, snap.venue_ns))
+        book = self.book
+        events.append(BookSnapshot(self.symbol, book.bids(), book.asks(), snap.recv_ns, snap.venue_ns, book))
