@@ -69,61 +69,46 @@ class ConsolidatedBook:
         self._ask_prices: list[Decimal] = []
         self._version = 0
 
-    def _set(
-        self, levels: dict[Decimal, AggLevel], prices: list[Decimal], price: Decimal, venue: str, size: Decimal
-    ) -> None:
-        level = levels.get(price)
-        if level is None:
-            if size:
-                self._version += 1
-                levels[price] = AggLevel(size, ((venue, size),), self._version)
-                insort(prices, price)
-            return
-        venues = level.venues
-        old = None
-        i = 0
-        for name, share in venues:
-            if name == venue:
-                old = share
-                if share == size:
-                    return  # no change (the same size, perhaps written with other trailing zeros)
-                break
-            i += 1
-        if old is None:
-            if not size:
-                return
-            level.venues = tuple(sorted((*venues, (venue, size))))
-            level.total = exact.add(level.total, size)
-        elif size:
-            level.venues = (*venues[:i], (venue, size), *venues[i + 1 :])
-            level.total = size if len(venues) == 1 else exact.add(exact.sub(level.total, old), size)
-        elif len(venues) == 1:
-            del levels[price]
-            del prices[bisect_left(prices, price)]
-            return
-        else:
-            level.venues = venues[:i] + venues[i + 1 :]
-            rest = level.venues
-            level.total = rest[0][1] if len(rest) == 1 else exact.sub(level.total, old)
-        self._version += 1
-        level.version = self._version
-
     def update(self, venue: str, bids: Iterable[Level], asks: Iterable[Level]) -> None:
         """Set a venue's absolute sizes at these prices; zero removes its share."""
-        set_, levels, prices = self._set, self._bid_levels, self._bid_prices
-        for price, size in bids:
-            set_(levels, prices, price, venue, size)
-        levels, prices = self._ask_levels, self._ask_prices
-        for price, size in asks:
-            set_(levels, prices, price, venue, size)
+        self._side(self._bid_levels, self._bid_prices, venue, bids)
+        self._side(self._ask_levels, self._ask_prices, venue, asks)
 
     def drop(self, venue: str) -> None:
         """Take out every level of a venue (it left): found here, so it needs no copy of its book."""
         zero = exact.ZERO
         for levels, prices in ((self._bid_levels, self._bid_prices), (self._ask_levels, self._ask_prices)):
-            quoted = [p for p, lv in levels.items() if any(v == venue for v, _ in lv.venues)]
-            for price in quoted:
-                self._set(levels, prices, price, venue, zero)
+            quoted = [(p, zero) for p, lv in levels.items() if any(v == venue for v, _ in lv.venues)]
+            self._side(levels, prices, venue, quoted)
+
+    def _side(
+        self, levels: dict[Decimal, AggLevel], prices: list[Decimal], venue: str, changes: Iterable[Level]
+    ) -> None:
+        """The hot loop: a level the venue has alone (most of them) is handled inline."""
+        version = self._version
+        for price, size in changes:
+            level = levels.get(price)
+            if level is None:
+                if size:
+                    version += 1
+                    levels[price] = AggLevel(size, ((venue, size),), version)
+                    insort(prices, price)
+                continue
+            venues = level.venues
+            if len(venues) == 1 and venues[0][0] == venue:
+                if not size:
+                    del levels[price]
+                    del prices[bisect_left(prices, price)]
+                elif venues[0][1] != size:  # equal: the same size, perhaps with other trailing zeros
+                    level.venues = ((venue, size),)
+                    level.total = size
+                    version += 1
+                    level.version = version
+                continue
+            if _share(level, venue, size):
+                version += 1
+                level.version = version
+        self._version = version
 
     def top_bids(self, n: int) -> list[ConsolidatedLevel]:
         return [(p, lv.total, dict(lv.venues)) for p, lv in self.view_bids(n)]
@@ -162,3 +147,24 @@ class ConsolidatedBook:
 
     def __len__(self) -> int:
         return len(self._bid_prices) + len(self._ask_prices)
+
+
+def _share(level: AggLevel, venue: str, size: Decimal) -> bool:
+    """Set one venue's share of a level other venues quote too; False if nothing changed."""
+    venues = level.venues
+    for i, (name, share) in enumerate(venues):
+        if name == venue:
+            if share == size:
+                return False
+            if size:
+                level.venues = (*venues[:i], (venue, size), *venues[i + 1 :])
+                level.total = exact.add(exact.sub(level.total, share), size)
+            else:
+                level.venues = rest = venues[:i] + venues[i + 1 :]
+                level.total = rest[0][1] if len(rest) == 1 else exact.sub(level.total, share)
+            return True
+    if not size:
+        return False
+    level.venues = tuple(sorted((*venues, (venue, size))))
+    level.total = exact.add(level.total, size)
+    return True
