@@ -454,9 +454,9 @@ def test_parse_rejects_unhashable_and_odd_values(bad: object) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(text=st.from_regex(r"[0-9]{1,40}(\.[0-9]{0,30})?", fullmatch=True))
+@given(text=st.from_regex(r"[0-9]{0,40}(\.[0-9]{0,30}){0,2}", fullmatch=True))
 def test_parse_fast_path_agrees_with_the_checked_path(text: str) -> None:
-    """The cached, regex-screened path accepts and rejects exactly what the full check does."""
+    """The cached, screened path accepts and rejects exactly what the full check does."""
     try:
         want: Decimal | None = exact._checked(text)
     except exact.BadNumber:

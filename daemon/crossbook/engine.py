@@ -59,11 +59,11 @@ class Changes:
             self.books.add(key)
             reach = self.reach[key] = [None, None]
         if bids:
-            top = max(p for p, _ in bids)
+            top = max(bids)[0]  # levels compare by price first: no generator needed
             if reach[0] is None or top > reach[0]:
                 reach[0] = top
         if asks:
-            low = min(p for p, _ in asks)
+            low = min(asks)[0]
             if reach[1] is None or low < reach[1]:
                 reach[1] = low
 

@@ -8,7 +8,6 @@ floats never carry a value that came from or goes to the wire.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from decimal import Context, Decimal, Inexact, InvalidOperation, Rounded
 from typing import Any
@@ -33,8 +32,9 @@ PARSED_CACHE_SIZE = 16384
 """Texts remembered by :func:`parse`: a venue repeats its prices and many sizes (three texts in
 four of a Binance BTCUSDT stream), so most texts are one dict lookup away (~25 ns instead of
 ~400 ns), and equal levels share one immutable object."""
-_PLAIN = re.compile(r"[0-9]{1,25}(?:\.[0-9]{0,24})?")
-"""Plain decimal text: with at most 37 characters it is within every limit below."""
+PLAIN_MAX = 25
+"""Texts this short made of ASCII digits and at most one dot are within every limit below, so
+they skip the full check: 25 digits at most, exponents between -24 and 24."""
 
 
 class _Parsed(dict[Any, Decimal]):
@@ -44,7 +44,7 @@ class _Parsed(dict[Any, Decimal]):
     __slots__ = ()
 
     def __missing__(self, text: Any) -> Decimal:
-        plain = type(text) is str and len(text) <= 37 and _PLAIN.fullmatch(text)
+        plain = type(text) is str and len(text) <= PLAIN_MAX and text.isascii() and text.replace(".", "", 1).isdigit()
         value = Decimal(text) if plain else _checked(text)
         if len(self) >= PARSED_CACHE_SIZE:
             self.clear()
