@@ -259,7 +259,10 @@ async def test_stale_venue_leaves_and_rejoins_consolidation(tmp_path: Path) -> N
             await client.sync()
             assert client_view(client, "book.BTC-USDT")["bids"] == [("101", "1", {"beta": "1"})]
             assert d.engine.state("BTC-USDT", "alpha") is BookState.STALE
-            feeds["alpha"].heard()
+            sample = d.metrics.registry.get_sample_value
+            counted = sample("crossbook_venue_messages_total", {"venue": "alpha"}) or 0
+            feeds["alpha"].heard()  # a message without events counts too
+            assert sample("crossbook_venue_messages_total", {"venue": "alpha"}) == counted + 1
             await client.sync()
             assert [m["state"] for m in client.received if m.get("venue") == "alpha"][-1] == "live"
             assert client_view(client, "book.BTC-USDT")["bids"] == [

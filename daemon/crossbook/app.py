@@ -72,6 +72,7 @@ class VenueFeed:
         self.daemon.dispatch(Changes(skipped=[reason]), time.time_ns(), self)
 
     def heard(self) -> None:
+        self.vm.messages.inc()
         changes = Changes()
         now = time.time_ns()
         self.daemon.engine.touch(self.venue, now, changes)

@@ -61,7 +61,10 @@ class Metrics:
         build = Gauge("crossbook_build_info", "Build information (always 1)", ["version"], registry=r)
         build.labels(__version__).set(1)
         self.venue_messages = Counter(
-            "crossbook_venue_messages_total", "Messages received from a venue", ["venue"], registry=r
+            "crossbook_venue_messages_total",
+            "Messages received from a venue, with events or without",
+            ["venue"],
+            registry=r,
         )
         self.book_state = Gauge(
             "crossbook_book_state",
