@@ -26,16 +26,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import random
 import re
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -160,16 +157,9 @@ MANY_CLIENTS = "max_connections_per_ip = 100000\nmax_connections = 100000\nping_
 def _daemon(venues: str, server_keys: str = "") -> Iterator[Daemon]:
     """The daemon in a child process with these ``[venues.*]`` tables."""
     with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "bench.toml"
-        config.write_text(f"[server]\nport = 0\n{server_keys}[metrics]\nport = 0\n" + venues)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "crossbook", "-q", "run", "--config", str(config)],
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "CROSSBOOK_SERVER__PORT": "0", "CROSSBOOK_METRICS__PORT": "0"},
-        )
+        proc = loadgen.spawn_daemon(Path(tmp), venues, server_keys, stderr=subprocess.PIPE)
         try:
-            api, metrics = _ports(proc)
+            api, metrics = loadgen.daemon_ports(proc)
             yield proc, api, metrics
         finally:
             proc.terminate()
@@ -376,23 +366,6 @@ def bench_e2e(seconds: float, subscribers: int, rate: float, stalled: int = 0) -
         peak_kib = re.search(r"VmHWM:\s+(\d+)", status)
         figures["daemon_peak_rss_mib"] = int(peak_kib.group(1)) / 1024 if peak_kib else float("nan")
         return figures
-
-
-def _ports(proc: subprocess.Popen[str]) -> tuple[int, int]:
-    # -q hides info logs, so ask the OS which ports the child listens on.
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
-        ports = sorted(int(m.group(1)) for m in re.finditer(rf":(\d+)\s.*pid={proc.pid},", out))
-        if len(ports) >= 2:
-            for port in ports:
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2)
-                    return next(p for p in ports if p != port), port
-                except OSError:
-                    continue
-        time.sleep(0.1)
-    raise RuntimeError("daemon did not start")
 
 
 def _stalled_client(api: int) -> socket.socket:

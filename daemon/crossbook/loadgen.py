@@ -18,6 +18,8 @@ import asyncio
 import contextlib
 import os
 import re
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import AsyncIterator
@@ -25,7 +27,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 import orjson
@@ -143,6 +145,45 @@ def daemon_venue(port: int) -> str:
 
 def _frame(data: dict[str, Any]) -> bytes:
     return orjson.dumps({"stream": STREAM, "data": data})
+
+
+def spawn_daemon(tmp: Path, venues: str, server_keys: str = "", *, stderr: int | IO[str]) -> subprocess.Popen[str]:
+    """The daemon in a child process on a config in ``tmp`` with these ``[venues.*]`` tables (and
+    ``[server]`` keys); the OS picks both its ports: :func:`daemon_ports` finds them."""
+    config = tmp / "crossbook.toml"
+    config.write_text(f"[server]\nport = 0\n{server_keys}[metrics]\nport = 0\n" + venues)
+    return subprocess.Popen(
+        [sys.executable, "-m", "crossbook", "-q", "run", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        text=True,
+        env=child_env() | {"CROSSBOOK_SERVER__PORT": "0", "CROSSBOOK_METRICS__PORT": "0"},
+    )
+
+
+def child_env() -> dict[str, str]:
+    """The environment for a child that talks to loopback servers (never through a proxy)."""
+    return {**os.environ, "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+
+
+def daemon_ports(proc: subprocess.Popen[str]) -> tuple[int, int]:
+    """The API and metrics ports of a daemon started by :func:`spawn_daemon`.
+
+    ``-q`` hides the info logs that name them, so ask the OS which ports the child listens on
+    and tell them apart by which one serves ``/metrics``."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
+        ports = sorted(int(m.group(1)) for m in re.finditer(rf":(\d+)\s.*pid={proc.pid},", out))
+        if len(ports) >= 2:
+            for port in ports:
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2)
+                    return next(p for p in ports if p != port), port
+                except OSError:
+                    continue
+        time.sleep(0.1)
+    raise RuntimeError("daemon did not start")
 
 
 def cpu_seconds(pid: int) -> float:

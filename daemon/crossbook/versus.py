@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import subprocess
 import sys
 import tempfile
@@ -47,12 +46,15 @@ from crossbook.loadgen import (
     SYMBOL,
     FakeBinance,
     Recording,
+    child_env,
     close,
     cpu_seconds,
+    daemon_ports,
     daemon_venue,
     load_recording,
     metric_value,
     scrape,
+    spawn_daemon,
 )
 from crossbook.loadgen import subscribers as subscribers_of
 from crossbook.testing.captures import captures_dir
@@ -74,26 +76,21 @@ def _figures(recording: Recording, seconds: float, cpu: float) -> dict[str, Any]
     }
 
 
-def _child_env() -> dict[str, str]:
-    return {**os.environ, "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
-
-
 # -- crossbook ------------------------------------------------------------------------------------
 
 
 async def run_crossbook(recording: Recording, max_seconds: float = 120.0, subscribers: int = 0) -> dict[str, Any]:
     """The daemon in a child process with one ``binance`` venue on the fake venue, and
     ``subscribers`` batched API clients of ``book`` and ``bbo`` (so deltas are encoded too)."""
-    from crossbook.bench import _ports
-
     venue = FakeBinance(recording, sentinel=SENTINEL)
     n = len(recording.frames)
     with tempfile.TemporaryDirectory() as tmp:
         async with venue.serving() as port:
-            proc, log = _spawn_daemon(Path(tmp), port)
+            log = (Path(tmp) / "daemon.log").open("w+")
+            proc = spawn_daemon(Path(tmp), daemon_venue(port), stderr=log)
             venue.pid = proc.pid
             try:
-                api, metrics = await asyncio.to_thread(_ports, proc)
+                api, metrics = await asyncio.to_thread(daemon_ports, proc)
                 subs = await subscribers_of(api, subscribers, [f"book.{SYMBOL}", f"bbo.{SYMBOL}"], batch=True)
                 venue.ready.set()
                 deadline = time.monotonic() + max_seconds
@@ -137,20 +134,6 @@ async def run_crossbook(recording: Recording, max_seconds: float = 120.0, subscr
         "version": __version__,
     }
     return figures
-
-
-def _spawn_daemon(tmp: Path, port: int) -> tuple[subprocess.Popen[str], IO[str]]:
-    config = tmp / "versus.toml"
-    config.write_text("[server]\nport = 0\n[metrics]\nport = 0\n" + daemon_venue(port))
-    log = (tmp / "daemon.log").open("w+")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "crossbook", "-q", "run", "--config", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-        text=True,
-        env=_child_env() | {"CROSSBOOK_SERVER__PORT": "0", "CROSSBOOK_METRICS__PORT": "0"},
-    )
-    return proc, log
 
 
 def _poll_interval(started: tuple[float, float] | None, now: float, count: float, n: int) -> float:
@@ -280,7 +263,7 @@ async def run_cryptofeed(recording: Recording, python: Path, max_seconds: float 
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 cwd=tmp,
-                env=_child_env(),
+                env=child_env(),
             )
             venue.pid = proc.pid
             try:
