@@ -8,7 +8,7 @@ floats never carry a value that came from or goes to the wire.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Context, Decimal, Inexact, InvalidOperation, Rounded
 from typing import Any
 
@@ -98,11 +98,32 @@ def sub(a: Decimal, b: Decimal) -> Decimal:
     return _EXACT.subtract(a, b)
 
 
-def text(value: Decimal) -> str:
-    """Canonical plain decimal text: no exponent, no trailing zeros, ``"0"`` for zero."""
+def _canonical(value: Decimal) -> str:
     if not value:
         return "0"
     out = format(value, "f")
     if "." in out:
         out = out.rstrip("0").rstrip(".")
     return out
+
+
+TEXT_CACHE_SIZE = 16384
+
+
+class _Texts(dict[Decimal, str]):
+    """Canonical texts of values sent lately (~60 ns a hit against ~800 ns formatting), cleared when
+    full. Equal values (``1.0`` and ``1``) are one key and have one canonical text."""
+
+    __slots__ = ()
+
+    def __missing__(self, value: Decimal) -> str:
+        out = _canonical(value)
+        if len(self) >= TEXT_CACHE_SIZE:
+            self.clear()
+        self[value] = out
+        return out
+
+
+text: Callable[[Decimal], str] = _Texts().__getitem__
+"""Canonical plain decimal text: no exponent, no trailing zeros, ``"0"`` for zero (a bound dict
+lookup: no Python call on a hit)."""
