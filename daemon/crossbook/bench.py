@@ -156,8 +156,9 @@ MANY_CLIENTS = "max_connections_per_ip = 100000\nmax_connections = 100000\nping_
 @contextlib.contextmanager
 def _daemon(venues: str, server_keys: str = "") -> Iterator[Daemon]:
     """The daemon in a child process with these ``[venues.*]`` tables."""
-    with tempfile.TemporaryDirectory() as tmp:
-        proc = loadgen.spawn_daemon(Path(tmp), venues, server_keys, stderr=subprocess.PIPE)
+    with tempfile.TemporaryDirectory() as tmp, (Path(tmp) / "daemon.log").open("w+") as log:
+        # A file, not a pipe nobody reads: a daemon logging warnings must never block on stderr.
+        proc = loadgen.spawn_daemon(Path(tmp), venues, server_keys, stderr=log)
         try:
             api, metrics = loadgen.daemon_ports(proc)
             yield proc, api, metrics
@@ -168,7 +169,9 @@ def _daemon(venues: str, server_keys: str = "") -> Iterator[Daemon]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-                raise RuntimeError("the daemon did not stop within 10 s of SIGTERM") from None
+                log.seek(0)
+                tail = log.read()[-2000:]
+                raise RuntimeError(f"the daemon did not stop within 10 s of SIGTERM; its log ends:\n{tail}") from None
 
 
 async def _live_and_in_sync(metrics: int) -> bool:
