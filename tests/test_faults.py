@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import anyio
@@ -74,3 +77,48 @@ async def test_one_megabyte_frame_is_refused_with_1009(tmp_path: Path) -> None:
             await ws.recv()
         assert closed.value.rcvd is not None
         assert closed.value.rcvd.code == 1009
+
+
+FLOOD = """
+import time
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.server import serve
+
+def flood(ws):
+    ends = time.monotonic() + 8  # a connector that misses the cancel stops only when this does
+    # unreadable (no ids, no levels): a counted skip, but only once its 60 kB are decoded
+    frame = '{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","pad":[%s]}}' % ",".join(["1"] * 30000)
+    try:
+        while time.monotonic() < ends:
+            ws.send(frame)
+    except ConnectionClosed:
+        pass
+
+with serve(flood, "127.0.0.1", 0) as server:
+    print(server.socket.getsockname()[1], flush=True)
+    server.serve_forever()
+"""
+
+
+@pytest.mark.parametrize("anyio_backend", [("asyncio", {"use_uvloop": True}), "asyncio"], ids=["uvloop", "asyncio"])
+async def test_a_flooding_venue_does_not_hold_up_cancellation() -> None:
+    """``recv()`` does not suspend while frames are queued, and a venue (another process) that
+    sends faster than the connector reads always has some queued: a shutdown or reload must
+    still stop the connector at once (on uvloop, as the daemon runs, it otherwise waited for the
+    venue to pause: 11 s of a 15 s systemd stop timeout in the overloaded latency benchmark)."""
+    venue = subprocess.Popen([sys.executable, "-c", FLOOD], stdout=subprocess.PIPE, text=True)  # noqa: ASYNC220
+    try:
+        assert venue.stdout is not None
+        port = int(await anyio.to_thread.run_sync(venue.stdout.readline))
+        config = BinanceConfig(ws_url=f"ws://127.0.0.1:{port}", rest_url="http://127.0.0.1:9", trades=False)
+        feed = EngineFeed("binance", ["BTC-USDT"])
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(spot("binance", ("BTC-USDT",), config).run, feed)
+            with anyio.fail_after(10):
+                await feed.wait_for(lambda: len(feed.skipped) > 500)
+            tg.cancel_scope.cancel()
+            cancelled = time.monotonic()
+        assert time.monotonic() - cancelled < 1.0
+    finally:
+        venue.kill()
+        venue.wait()
