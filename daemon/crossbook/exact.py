@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Context, Decimal, Inexact, InvalidOperation, Rounded
-from typing import Any
+from typing import Any, TypeVar
 
 ZERO = Decimal(0)
 
@@ -37,22 +37,35 @@ PLAIN_MAX = 25
 they skip the full check: 25 digits at most, exponents between -24 and 24."""
 
 
-class _Parsed(dict[Any, Decimal]):
-    """The cache itself: a lookup that misses parses (``__missing__``), so a hit costs a plain
-    subscript with no Python call; cleared when full."""
+K = TypeVar("K")
+V = TypeVar("V")
 
-    __slots__ = ()
 
-    def __missing__(self, text: Any) -> Decimal:
-        plain = type(text) is str and len(text) <= PLAIN_MAX and text.isascii() and text.replace(".", "", 1).isdigit()
-        value = Decimal(text) if plain else _checked(text)
-        if len(self) >= PARSED_CACHE_SIZE:
+class _Memo(dict[K, V]):
+    """A bounded memo of ``compute``: a lookup that misses computes (``__missing__``), so a hit
+    costs a plain subscript with no Python call; cleared when full."""
+
+    __slots__ = ("compute", "size")
+
+    def __init__(self, compute: Callable[[K], V], size: int) -> None:
+        super().__init__()
+        self.compute = compute
+        self.size = size
+
+    def __missing__(self, key: K) -> V:
+        value = self.compute(key)
+        if len(self) >= self.size:
             self.clear()
-        self[text] = value
+        self[key] = value
         return value
 
 
-_parsed = _Parsed()
+def _parse_text(text: Any) -> Decimal:
+    plain = type(text) is str and len(text) <= PLAIN_MAX and text.isascii() and text.replace(".", "", 1).isdigit()
+    return Decimal(text) if plain else _checked(text)
+
+
+_parsed: _Memo[Any, Decimal] = _Memo(_parse_text, PARSED_CACHE_SIZE)
 
 
 def parse(text: str | int) -> Decimal:
@@ -108,22 +121,9 @@ def _canonical(value: Decimal) -> str:
 
 
 TEXT_CACHE_SIZE = 16384
+"""Values :func:`text` remembers (~60 ns a hit against ~800 ns formatting). Equal values
+(``1.0`` and ``1``) are one key and have one canonical text."""
 
-
-class _Texts(dict[Decimal, str]):
-    """Canonical texts of values sent lately (~60 ns a hit against ~800 ns formatting), cleared when
-    full. Equal values (``1.0`` and ``1``) are one key and have one canonical text."""
-
-    __slots__ = ()
-
-    def __missing__(self, value: Decimal) -> str:
-        out = _canonical(value)
-        if len(self) >= TEXT_CACHE_SIZE:
-            self.clear()
-        self[value] = out
-        return out
-
-
-text: Callable[[Decimal], str] = _Texts().__getitem__
+text: Callable[[Decimal], str] = _Memo(_canonical, TEXT_CACHE_SIZE).__getitem__
 """Canonical plain decimal text: no exponent, no trailing zeros, ``"0"`` for zero (a bound dict
 lookup: no Python call on a hit)."""

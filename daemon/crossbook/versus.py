@@ -84,9 +84,8 @@ async def run_crossbook(recording: Recording, max_seconds: float = 120.0, subscr
     ``subscribers`` batched API clients of ``book`` and ``bbo`` (so deltas are encoded too)."""
     venue = FakeBinance(recording, sentinel=SENTINEL)
     n = len(recording.frames)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, (Path(tmp) / "daemon.log").open("w+") as log:
         async with venue.serving() as port:
-            log = (Path(tmp) / "daemon.log").open("w+")
             proc = spawn_daemon(Path(tmp), daemon_venue(port), stderr=log)
             venue.pid = proc.pid
             try:
@@ -114,7 +113,6 @@ async def run_crossbook(recording: Recording, max_seconds: float = 120.0, subscr
                     await asyncio.to_thread(proc.wait, 10)
                 except subprocess.TimeoutExpired:
                     proc.kill()
-                log.close()
     state = metric_value(body, "crossbook_book_state")
     figures |= {
         "book_state": state,
