@@ -10,9 +10,11 @@ and the old connection closes once it serves nothing.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -48,6 +50,12 @@ HANDOVER_TIMEOUT = 60.0
 """A planned reconnect gives up waiting for the new connection's books after this long."""
 CANCEL_CHECK_EVERY = 16
 """Frames read between explicit cancellation checkpoints (one costs ~1 µs; a frame ~100 µs)."""
+RECENT_TRADES = 256
+"""Trade ids remembered per symbol, with the connection that delivered each: while a planned
+reconnect's two connections overlap, a trade both deliver is published once (they lag each other
+by far fewer trades). A repeat on the same connection is not a duplicate (Kraken v1 trades have
+only a timestamp for an id, which a trade at the same instant shares)."""
+_session_numbers = itertools.count()
 PARSE_ERRORS = (ValueError, KeyError, TypeError, IndexError, AttributeError, ArithmeticError)
 """What a parser raises on a frame it cannot read (malformed JSON, missing or mistyped fields)."""
 
@@ -97,6 +105,8 @@ class _Session:
     """Monotonic time of the last frame (or of subscribing)."""
     done: anyio.Event = field(default_factory=anyio.Event)
     """Set when this session serves no active book any more (handed over)."""
+    number: int = field(default_factory=_session_numbers.__next__)
+    """Tells connections apart in :attr:`StreamingConnector.recent_trades`."""
 
 
 class StreamingConnector:
@@ -125,6 +135,7 @@ class StreamingConnector:
         self.active: dict[str, BookSync] = {}
         self.waiting: dict[str, list[BookSync]] = {}
         self.sessions: set[_Session] = set()
+        self.recent_trades: dict[str, OrderedDict[str, int]] = {}
         self.feed: Feed
         self.scheduler: SnapshotScheduler
         self.rest: RestSnapshots
@@ -249,7 +260,6 @@ class StreamingConnector:
 
     async def _read(self, session: _Session, ws: ClientConnection, tg: TaskGroup) -> None:
         parse = self.protocol.parse
-        stream_books = session.stream.books
         monotonic = time.monotonic
         frames = 0
         while not session.done.is_set():
@@ -272,7 +282,7 @@ class StreamingConnector:
                 if isinstance(out, BookUpdate):
                     self._update(session, out, events, actions)
                 elif isinstance(out, Trade):
-                    if not stream_books or self.active.get(out.symbol) is session.syncs.get(out.symbol):
+                    if self._first_time(out, session):
                         events.append(out)
                 elif isinstance(out, Send):
                     await ws.send(out.frame)
@@ -310,6 +320,20 @@ class StreamingConnector:
             sync.on_update(upd, [], actions)  # a successor building its book
             if sync.live:
                 self._take_over(sync, upd.recv_ns, events)
+
+    def _first_time(self, trade: Trade, session: _Session) -> bool:
+        """Trades are taken from every connection that carries them, so none is lost when a
+        planned reconnect switches connections; one another connection delivered is dropped."""
+        recent = self.recent_trades.get(trade.symbol)
+        if recent is None:
+            recent = self.recent_trades[trade.symbol] = OrderedDict()
+        by = recent.get(trade.trade_id)
+        if by is not None and by != session.number:
+            return False
+        recent[trade.trade_id] = session.number
+        if len(recent) > RECENT_TRADES:
+            recent.popitem(last=False)
+        return True
 
     def _take_over(self, sync: BookSync, recv_ns: int, events: list[Event]) -> None:
         """A planned successor's book is live: it replaces the old one, subscribers see a diff."""
