@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from crossbook.book import L2Book
+from crossbook.exact import levels
 from crossbook.exact import parse as dec
 from crossbook.model import Level, Side, Trade
 from crossbook.venue import HEARD, BookUpdate, ConnectionState, Output, Rejected, SnapshotSource, Stream, seq_id
@@ -221,8 +222,7 @@ class KrakenV1Protocol(KrakenProtocol):
             if "as" in part or "bs" in part:
                 snapshot = True
             for key, side in (("as", asks), ("a", asks), ("bs", bids), ("b", bids)):
-                for level in part.get(key, ()):
-                    side.append((dec(level[0]), dec(level[1])))
+                side.extend(levels(part.get(key, ())))
             if "c" in part:
                 crc = int(part["c"])
         return [BookUpdate(symbol, bids, asks, recv_ns, snapshot=snapshot, checksum=crc)]
