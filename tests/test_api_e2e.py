@@ -286,3 +286,31 @@ async def test_crashing_connector_is_restarted_while_the_api_serves(tmp_path: Pa
         assert restarts is not None
         assert restarts >= 2
         assert d.metrics.registry.get_sample_value("crossbook_connector_restarts_total", {"venue": "alpha"}) == 0
+
+
+@pytest.mark.parametrize(
+    ("compression", "batched"),
+    [(None, False), (None, True), ("deflate", False), ("deflate", True)],
+    ids=["plain", "plain-batched", "deflate", "deflate-batched"],
+)
+async def test_frames_of_every_length_class_reach_a_websockets_client(
+    tmp_path: Path, compression: str | None, batched: bool
+) -> None:
+    """The server frames messages itself unless an extension is negotiated: a snapshot over 64 KiB
+    (8-byte length), deltas of 126..65535 bytes (2-byte length) and small ones (7-bit) all parse."""
+    toml = VENUES.format(stale=60).replace("depth = 10", "depth = 1000") + '[server]\ncompression = "deflate"\n'
+    async with running_daemon(tmp_path, toml) as (d, addresses):
+        feed = await scripted_plugin.feed("alpha")
+        bids = [(Decimal(60000 - i), Decimal(f"1.{i:04d}")) for i in range(1000)]
+        asks = [(Decimal(60001 + i), Decimal(f"2.{i:04d}")) for i in range(1000)]
+        feed.publish([BookSnapshot("BTC-USDT", bids, asks, feed.now_ns())])
+        async with connect(url(addresses, batched), compression=compression, max_size=2**22) as ws:
+            assert bool(ws.protocol.extensions) is (compression == "deflate")
+            client = Client(ws, batched)
+            await client.request(op="subscribe", channels=["book.BTC-USDT"], depth=1000)
+            await client.sync()
+            assert max(len(orjson.dumps(m)) for m in client.received) > 65536
+            for n in (1, 5, 500):
+                feed.publish([BookDelta("BTC-USDT", bids[:n], [(p, s + 1) for p, s in asks[:n]], feed.now_ns())])
+                await client.sync()
+                assert client_view(client, "book.BTC-USDT") == server_view(d, "BTC-USDT", None, 1000)

@@ -39,6 +39,7 @@ from crossbook.config import ServerConfig, read_tokens
 from crossbook.engine import Engine
 from crossbook.hub import Hub, Limits, Session
 from crossbook.metrics import Metrics
+from crossbook.protocol import text_frame_header
 
 log = logging.getLogger("crossbook.server")
 STREAM_PATH = "/v1/stream"
@@ -101,12 +102,21 @@ class ApiServer:
         protocol = ws.protocol
         if protocol.state is not OPEN:
             return  # closing: the reader ends the connection
-        if session in self.batched:
-            protocol.send_text(b"[" + b",".join(frames) + b"]")
-        else:
+        if protocol.extensions:  # permessage-deflate transforms each payload: websockets frames it
+            if session in self.batched:
+                frames = [b"[" + b",".join(frames) + b"]"]
             for data in frames:
                 protocol.send_text(data)
-        ws.transport.writelines(protocol.data_to_send())
+            ws.transport.writelines(protocol.data_to_send())
+            return
+        out = protocol.data_to_send()  # whatever websockets queued (a pong) goes first
+        if session in self.batched:
+            joined = b",".join(frames)
+            out += (text_frame_header(len(joined) + 2), b"[", joined, b"]")
+        else:
+            for data in frames:
+                out += (text_frame_header(len(data)), data)
+        ws.transport.writelines(out)
 
     async def serve(self, host: str, port: int, *, task_status: TaskStatus[int]) -> None:
         """Listen until cancelled; on the way out close every client with 1001 (going away)."""
