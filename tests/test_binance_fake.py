@@ -9,7 +9,7 @@ import anyio
 import orjson
 import pytest
 
-from crossbook.model import Trade
+from crossbook.model import BookSnapshot, Trade
 from crossbook.testing.conformance import Subject, rig, run_conformance
 from crossbook.testing.fakevenue import FakeVenue
 from crossbook_binance import BinanceConfig, BinanceFuturesConfig, spot
@@ -72,31 +72,42 @@ def trades_apart(fake: FakeVenue) -> dict[str, Any]:
     return {"ws_url": fake.ws_url, "rest_url": fake.rest_url, "trades_ws_url": f"{fake.ws_url}/t"}
 
 
-def trade_frame(trade_id: int) -> str:
-    data = {"e": "trade", "s": "BTCUSDT", "t": trade_id, "p": "100.5", "q": "0.1", "T": 1_700_000_000_000, "m": True}
-    return orjson.dumps({"stream": "btcusdt@trade", "data": data}).decode()
+def trade_frame(trade_id: int, pair: str = "BTCUSDT") -> str:
+    data = {"e": "trade", "s": pair, "t": trade_id, "p": "100.5", "q": "0.1", "T": 1_700_000_000_000, "m": True}
+    return orjson.dumps({"stream": f"{pair.lower()}@trade", "data": data}).decode()
 
 
 @pytest.mark.parametrize("separate", [False, True], ids=["with-books", "trades-only"])
 async def test_a_planned_reconnect_publishes_each_trade_once(separate: bool) -> None:
     """While the old and the new connections overlap (both get every trade), a trade is published
     once: on a connection that also carries books (spot) as on a trades-only one (USD-M with
-    ``trades_ws_url``, where both connections used to publish until the handover timeout)."""
+    ``trades_ws_url``, where both connections used to publish until the handover timeout). An old
+    trades-only connection ends once its successor has delivered a trade it delivered too: not
+    before (it ended at the book takeover, whether or not its successor carried trades yet)."""
     subj = subject(futures=separate)
     if separate:
         subj = replace(subj, config=trades_apart)
     connections = 2 if separate else 1
     async with rig(subj) as r:
         await r.converge()
+        snapshots = sum(isinstance(e, BookSnapshot) for e in r.feed.events)
         r.fake.rest_delay = 1.0  # the new connection's books wait: both connections stay open
         await r.fake.request_reconnect()
         await r.until(lambda: len(r.fake.connections) == 2 * connections)
         for trade_id in (1, 2, 3):
             await r.fake.send_all(trade_frame(trade_id))
         await r.until(lambda: sum(isinstance(e, Trade) for e in r.feed.events) >= 3)
+        if separate:  # once both connections have delivered a trade of each of its symbols
+            await r.fake.send_all(trade_frame(1, "ETHUSDT"))
+            await r.until(lambda: len(r.fake.connections) == 3)  # the old trades-only one ended
+            assert sum(isinstance(e, BookSnapshot) for e in r.feed.events) == snapshots, "before the takeover"
         r.fake.rest_delay = 0.0
         await r.until(lambda: r.fake.connects >= 2 * connections and len(r.fake.connections) == connections)
         for _ in range(2):  # a repeat on one connection is not a duplicate (Kraken v1 ids are times)
             await r.fake.send_all(trade_frame(4))
-        await r.until(lambda: sum(isinstance(e, Trade) for e in r.feed.events) >= 5)
-        assert [e.trade_id for e in r.feed.events if isinstance(e, Trade)] == ["1", "2", "3", "4", "4"]
+
+        def btc() -> list[str]:
+            return [e.trade_id for e in r.feed.events if isinstance(e, Trade) and e.symbol.startswith("BTC")]
+
+        await r.until(lambda: len(btc()) >= 5)
+        assert btc() == ["1", "2", "3", "4", "4"]

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import anyio
+from anyio import CancelScope
 from anyio.abc import TaskGroup
 from anyio.lowlevel import checkpoint_if_cancelled
 from pydantic import Field
@@ -107,6 +108,8 @@ class _Session:
     """Set when this session serves no active book any more (handed over)."""
     number: int = field(default_factory=_session_numbers.__next__)
     """Tells connections apart in :attr:`StreamingConnector.recent_trades`."""
+    bridged: set[str] = field(default_factory=set)
+    """Symbols whose trades a planned successor has been seen to carry (a trade both delivered)."""
 
 
 class StreamingConnector:
@@ -135,7 +138,7 @@ class StreamingConnector:
         self.active: dict[str, BookSync] = {}
         self.waiting: dict[str, list[BookSync]] = {}
         self.sessions: set[_Session] = set()
-        self.recent_trades: dict[str, OrderedDict[str, int]] = {}
+        self.recent_trades: dict[str, OrderedDict[str, list[int]]] = {}
         self.feed: Feed
         self.scheduler: SnapshotScheduler
         self.rest: RestSnapshots
@@ -251,6 +254,7 @@ class StreamingConnector:
             session.heard = time.monotonic()
             async with anyio.create_task_group() as inner:
                 inner.start_soon(self._watchdog, session)
+                inner.start_soon(self._handed_over, session, inner.cancel_scope)
                 if self.protocol.app_ping() is not None and self.protocol.ping_interval:
                     inner.start_soon(self._app_pings, ws)
                 if self.max_connection_age:
@@ -327,13 +331,31 @@ class StreamingConnector:
         recent = self.recent_trades.get(trade.symbol)
         if recent is None:
             recent = self.recent_trades[trade.symbol] = OrderedDict()
-        by = recent.get(trade.trade_id)
-        if by is not None and by != session.number:
-            return False
-        recent[trade.trade_id] = session.number
-        if len(recent) > RECENT_TRADES:
-            recent.popitem(last=False)
-        return True
+        deliverers = recent.get(trade.trade_id)
+        if deliverers is None:
+            recent[trade.trade_id] = [session.number]
+            if len(recent) > RECENT_TRADES:
+                recent.popitem(last=False)
+            return True
+        if deliverers[0] == session.number:
+            return True  # a repeat on the connection that delivered it: another trade (Kraken v1 ids are times)
+        if session.number not in deliverers:
+            deliverers.append(session.number)
+            self._bridged(trade.symbol, deliverers)
+        return False
+
+    def _bridged(self, symbol: str, deliverers: list[int]) -> None:
+        """These connections all delivered one trade of ``symbol``. If they include a planned
+        reconnect's old connection without books and its successor, the successor carries that
+        symbol's trades from there on; the old one ends once that holds for all its symbols (a
+        trades-only connection has no book takeover to end it)."""
+        for old in self.sessions:
+            if not old.planned or old.syncs or old.number not in deliverers:
+                continue
+            if any(new.stream is old.stream and new is not old and new.number in deliverers for new in self.sessions):
+                old.bridged.add(symbol)
+                if old.bridged.issuperset(old.stream.symbols):
+                    old.done.set()
 
     def _take_over(self, sync: BookSync, recv_ns: int, events: list[Event]) -> None:
         """A planned successor's book is live: it replaces the old one, subscribers see a diff."""
@@ -341,7 +363,8 @@ class StreamingConnector:
         book = sync.book
         events.append(BookSnapshot(sync.symbol, book.bids(), book.asks(), recv_ns, book=book))
         for session in list(self.sessions):
-            if session.planned and not any(self.active.get(s) is b for s, b in session.syncs.items()):
+            # A connection without books waits for a trade its successor delivers too (_bridged).
+            if session.planned and session.syncs and not any(self.active.get(s) is b for s, b in session.syncs.items()):
                 session.done.set()
 
     async def _act(self, session: _Session, actions: list[Action]) -> None:
@@ -415,6 +438,13 @@ class StreamingConnector:
     async def _handover_deadline(session: _Session) -> None:
         await anyio.sleep(HANDOVER_TIMEOUT)
         session.done.set()
+
+    @staticmethod
+    async def _handed_over(session: _Session, scope: CancelScope) -> None:
+        """End the connection as soon as it is handed over, not at its next frame (a trades-only
+        stream may stay quiet for long)."""
+        await session.done.wait()
+        scope.cancel()
 
     async def _watchdog(self, session: _Session) -> None:
         """Fail a silent connection: one timer per connection, not a deadline per frame."""
