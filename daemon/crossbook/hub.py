@@ -26,10 +26,11 @@ DEFAULT_DEPTH = 20
 ABUSE_SECONDS = 5
 """A client over its request rate by this many seconds' worth of requests is disconnected."""
 
-View = dict[Decimal, tuple[Decimal, int, Attribution | None]]
-"""price -> (size, version, attribution): consolidated levels carry their version (see
-:class:`~crossbook.consolidated.AggLevel`) and their immutable attribution, so a view is built
-and compared without copying; venue book levels have version 0 and no attribution."""
+View = dict[Decimal, int | Decimal]
+"""price -> what tells that a level changed: a consolidated level's version (see
+:class:`~crossbook.consolidated.AggLevel`), a venue level's size. Best first."""
+Change = tuple[Decimal, Decimal, Attribution | None]
+"""(price, size, attribution; None for a venue book's level)"""
 
 
 @dataclass
@@ -186,21 +187,14 @@ class BboChannel(Channel):
         self.last: BBO | None = None
 
 
-def _diff(old: View, new: View) -> list[tuple[Decimal, Decimal, Attribution | None]]:
-    out = []
-    for p, (s, v, a) in new.items():
-        before = old.get(p)
-        if before is None or before[1] != v or before[0] != s:
-            out.append((p, s, a))
-    out.extend((p, ZERO, () if a is not None else None) for p, (_, _, a) in old.items() if p not in new)
-    return out
-
-
-def _levels(levels: list[tuple[Decimal, Decimal, Attribution | None]]) -> list[list[Any]]:
+def _levels(levels: list[Change]) -> list[list[Any]]:
     out: list[list[Any]] = []
     for price, size, venues in levels:
         if venues is None:
             out.append([text(price), text(size)])
+        elif len(venues) == 1:  # most levels: no comprehension
+            name, share = venues[0]
+            out.append([text(price), text(size), {name: text(share)}])
         else:
             out.append([text(price), text(size), {v: text(s) for v, s in venues}])
     return out
@@ -322,7 +316,8 @@ class Hub:
             channel = groups.get(depth)
             if channel is None:
                 channel = groups[depth] = BookChannel(name, self.stats, symbol, venue or None, depth)
-                channel.bids, channel.asks = self._views(channel)
+                self._update(channel, True)
+                self._update(channel, False)
             return channel
         if kind == "bbo":
             bbo = self._bbo.get(rest)
@@ -408,11 +403,9 @@ class Hub:
         """What a new subscriber gets first (or a conflated one on catching up): the current state."""
         extra = {"conflated": True} if conflated else {}
         if isinstance(channel, BookChannel):
-            fields = {
-                "ts": now_ns,
-                "bids": _levels(_diff({}, channel.bids)),
-                "asks": _levels(_diff({}, channel.asks)),
-            }
+            # The views equal the books' top levels whenever the hub is called: read the books.
+            bids, asks = _levels(self._top(channel, True)), _levels(self._top(channel, False))
+            fields = {"ts": now_ns, "bids": bids, "asks": asks}
             channel.send_one(session, "snapshot", fields | extra)
         elif isinstance(channel, BboChannel):
             assert channel.last is not None
@@ -459,33 +452,57 @@ class Hub:
                 self._status.send("status", self._status_change_fields(st), touched, self.limits, ts)
         return touched
 
-    def _views(self, channel: BookChannel) -> tuple[View, View]:
-        return self._side(channel, True), self._side(channel, False)
-
-    def _side(self, channel: BookChannel, bids: bool) -> View:
+    def _top(self, channel: BookChannel, bids: bool) -> list[Change]:
         """The top ``depth`` levels of one side of the channel's book."""
         n = channel.depth
         if channel.venue is None:
             cb = self.engine.consolidated[channel.symbol]
-            return {p: (lv.total, lv.version, lv.venues) for p, lv in (cb.view_bids(n) if bids else cb.view_asks(n))}
+            return [(p, lv.total, lv.venues) for p, lv in (cb.view_bids(n) if bids else cb.view_asks(n))]
         book = self.engine.book(channel.symbol, channel.venue)
-        return {p: (s, 0, None) for p, s in (book.top_bids(n) if bids else book.top_asks(n))}
+        return [(p, s, None) for p, s in (book.top_bids(n) if bids else book.top_asks(n))]
+
+    def _update(self, channel: BookChannel, bids: bool) -> list[Change]:
+        """Bring one side's view to its book's top ``depth`` levels; returns what changed, in one
+        pass over the top levels with no copy of them."""
+        old = channel.bids if bids else channel.asks
+        new: View = {}
+        out: list[Change] = []
+        n = channel.depth
+        gone: Attribution | None
+        if channel.venue is None:
+            cb = self.engine.consolidated[channel.symbol]
+            for p, lv in cb.view_bids(n) if bids else cb.view_asks(n):
+                version = new[p] = lv.version
+                if old.get(p) != version:
+                    out.append((p, lv.total, lv.venues))
+            gone = ()
+        else:
+            book = self.engine.book(channel.symbol, channel.venue)
+            for p, size in book.top_bids(n) if bids else book.top_asks(n):
+                new[p] = size
+                if old.get(p) != size:
+                    out.append((p, size, None))
+            gone = None
+        out.extend([(p, ZERO, gone) for p in old if p not in new])
+        if bids:
+            channel.bids = new
+        else:
+            channel.asks = new
+        return out
 
     def _book_delta(
         self, channel: BookChannel, ts: int, touched: set[Session], reach: list[Decimal | None] | None
     ) -> None:
         """Send what changed in the channel's view; a side whose changes all lie below its view
         (``reach``) cannot have changed and is not even looked at."""
-        dbids: list[tuple[Decimal, Decimal, Attribution | None]] = []
-        dasks: list[tuple[Decimal, Decimal, Attribution | None]] = []
+        dbids: list[Change] = []
+        dasks: list[Change] = []
         old = channel.bids
         if reach is None or (reach[0] is not None and (len(old) < channel.depth or reach[0] >= next(reversed(old)))):
-            channel.bids = self._side(channel, True)
-            dbids = _diff(old, channel.bids)
+            dbids = self._update(channel, True)
         old = channel.asks
         if reach is None or (reach[1] is not None and (len(old) < channel.depth or reach[1] <= next(reversed(old)))):
-            channel.asks = self._side(channel, False)
-            dasks = _diff(old, channel.asks)
+            dasks = self._update(channel, False)
         if dbids or dasks:
             channel.send("delta", {"ts": ts, "bids": _levels(dbids), "asks": _levels(dasks)}, touched, self.limits, ts)
 
