@@ -244,6 +244,13 @@ def test_disabled_sim_makes_a_sim_venue_an_unknown_connector(tmp_path: Path) -> 
     assert "sim" not in message.partition("(known: ")[2].rstrip(")").split(", ")
 
 
+def test_disabling_a_plugin_that_is_not_there_is_refused() -> None:
+    """A misspelt name would otherwise leave the plugin meant to be blocked running."""
+    message = refused([], ["simm"])
+    assert message.startswith("disabled_plugins: no plugin named 'simm' (plugins: ")
+    assert "sim" in message.partition("(plugins: ")[2].rstrip(")").split(", ")
+
+
 def test_disabled_module_plugin_is_never_imported(make_plugin: MakePlugin) -> None:
     mod = make_plugin('raise RuntimeError("must not be imported")\n')
     load_connectors([mod], [mod])

@@ -30,10 +30,15 @@ def make_plugin_manager(
     """Return the plugin manager and, per plugin name, its (distribution, version)."""
     pm = pluggy.PluginManager("crossbook")
     pm.add_hookspecs(hookspecs)
+    entry_points = sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
+    modules = list(modules)
+    known = [ep.name for ep in entry_points] + modules
     for name in disabled:
+        if name not in known:  # a typo would leave the plugin meant to be blocked running
+            raise PluginError(f"disabled_plugins: no plugin named {name!r} (plugins: {', '.join(known)})")
         pm.set_blocked(name)
     dists: dict[str, tuple[str | None, str | None]] = {}
-    for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+    for ep in entry_points:
         if pm.is_blocked(ep.name) or pm.has_plugin(ep.name):
             continue
         dist = ep.dist
