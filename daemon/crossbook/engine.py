@@ -40,32 +40,44 @@ class Changes:
     """Symbols of book events applied (one entry per event), for metrics."""
     skipped: list[str] = field(default_factory=list)
     """Why events were skipped (unknown symbol, delta before snapshot); counted and logged."""
-    reach: dict[tuple[str, str | None], list[Decimal | None]] = field(default_factory=dict)
-    """For a book changed by deltas only: [highest bid price, lowest ask price] they touched, so
-    a view of the top levels can tell it is untouched. A book in ``books`` without an entry here
-    may have changed anywhere."""
+    deltas: dict[tuple[str, str | None], list[tuple[list[Level], list[Level]]]] = field(default_factory=dict)
+    """For a book changed by deltas only: the (bids, asks) they set, so a view of the top levels
+    can tell (:meth:`reach`) that it is untouched. A book in ``books`` without an entry here may
+    have changed anywhere."""
 
     def whole(self, key: tuple[str, str | None]) -> None:
         """The book ``key`` may have changed anywhere (snapshot, venue in or out)."""
         self.books.add(key)
-        self.reach.pop(key, None)
+        self.deltas.pop(key, None)
 
     def delta(self, key: tuple[str, str | None], bids: list[Level], asks: list[Level]) -> None:
         """The book ``key`` changed at these levels only."""
-        reach = self.reach.get(key)
-        if reach is None:
+        deltas = self.deltas.get(key)
+        if deltas is None:
             if key in self.books:
                 return  # already changed anywhere
             self.books.add(key)
-            reach = self.reach[key] = [None, None]
-        if bids:
-            top = max(bids)[0]  # levels compare by price first: no generator needed
-            if reach[0] is None or top > reach[0]:
-                reach[0] = top
-        if asks:
-            low = min(asks)[0]
-            if reach[1] is None or low < reach[1]:
-                reach[1] = low
+            self.deltas[key] = [(bids, asks)]
+        else:
+            deltas.append((bids, asks))
+
+    def reach(self, key: tuple[str, str | None]) -> tuple[Decimal | None, Decimal | None] | None:
+        """(highest bid price, lowest ask price) the deltas to ``key`` set, or None if the book may
+        have changed anywhere. Worked out only for a book someone watches."""
+        deltas = self.deltas.get(key)
+        if deltas is None:
+            return None
+        high = low = None
+        for bids, asks in deltas:
+            if bids:
+                top = max(bids)[0]  # levels compare by price first: no generator needed
+                if high is None or top > high:
+                    high = top
+            if asks:
+                bottom = min(asks)[0]
+                if low is None or bottom < low:
+                    low = bottom
+        return high, low
 
 
 class VenueBook:

@@ -436,7 +436,7 @@ class Hub:
         for key in changes.books:
             groups = self._books.get(key)
             if groups:
-                reach = changes.reach.get(key)
+                reach = changes.reach(key)
                 for channel in groups.values():
                     self._book_delta(channel, ts, touched, reach)
             if key[1] is None:
@@ -491,7 +491,7 @@ class Hub:
         return out
 
     def _book_delta(
-        self, channel: BookChannel, ts: int, touched: set[Session], reach: list[Decimal | None] | None
+        self, channel: BookChannel, ts: int, touched: set[Session], reach: tuple[Decimal | None, Decimal | None] | None
     ) -> None:
         """Send what changed in the channel's view; a side whose changes all lie below its view
         (``reach``) cannot have changed and is not even looked at."""
