@@ -31,7 +31,7 @@ from crossbook.connector import ConnectorConfig, Feed
 from crossbook.model import BookSnapshot, BookState, Event, Trade
 from crossbook.rest import SnapshotScheduler
 from crossbook.supervisor import HEALTHY_AFTER, backoff
-from crossbook.sync import Action, BookSync, FetchSnapshot, SequenceRule
+from crossbook.sync import Action, BookSync, FetchSnapshot, Resubscribe, SequenceRule
 from crossbook.venue import (
     BookUpdate,
     ConnectionState,
@@ -368,17 +368,23 @@ class StreamingConnector:
                 session.done.set()
 
     async def _act(self, session: _Session, actions: list[Action]) -> None:
+        resubscribe: list[Resubscribe] = []
         for action in actions:
             if isinstance(action, FetchSnapshot):
                 self._want_snapshot(action.sync)
             else:
-                symbol = action.sync.symbol
-                frames = self.protocol.resubscribe(symbol)
-                if frames is None:
-                    raise _Reconnect(f"{symbol}: {action.reason}; the venue needs a new connection")
-                assert session.ws is not None
-                for frame in frames:
-                    await session.ws.send(frame)
+                resubscribe.append(action)
+        if not resubscribe:
+            return
+        # One call for every symbol to resync: a connection-wide gap costs a few messages, not
+        # two per symbol (venues limit client messages a second).
+        frames = self.protocol.resubscribe(list(dict.fromkeys(a.sync.symbol for a in resubscribe)))
+        if frames is None:
+            first = resubscribe[0]
+            raise _Reconnect(f"{first.sync.symbol}: {first.reason}; the venue needs a new connection")
+        assert session.ws is not None
+        for frame in frames:
+            await session.ws.send(frame)
 
     def _want_snapshot(self, sync: BookSync) -> None:
         waiting = self.waiting.setdefault(sync.symbol, [])

@@ -135,8 +135,10 @@ class VenueProtocol(Protocol):
     def parse(self, conn: ConnectionState, frame: str | bytes, recv_ns: int) -> list[Output]:
         """Turn one received frame into outputs. Raise ``ValueError`` for a frame it cannot read."""
 
-    def resubscribe(self, symbol: str) -> list[str] | None:
-        """Frames that make the venue send ``symbol``'s book afresh, or ``None`` to reconnect."""
+    def resubscribe(self, symbols: Sequence[str]) -> list[str] | None:
+        """Frames that make the venue send these symbols' books afresh, or ``None`` to reconnect.
+        All the symbols one frame or one gap put out of sync come in one call: a venue that takes
+        several symbols a message needs few messages (Coinbase allows 8 a second)."""
 
     def app_ping(self) -> str | None:
         """An application-level ping frame to send every ``ping_interval`` (``None``: protocol ping)."""

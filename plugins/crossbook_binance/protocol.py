@@ -102,7 +102,7 @@ class BinanceProtocol:
                 out.append(Stream(f"{self.trades_ws_url}/stream?streams={trade_names}", chunk, books=False))
         return out
 
-    def resubscribe(self, symbol: str) -> list[str] | None:
+    def resubscribe(self, symbols: Sequence[str]) -> list[str] | None:
         return []  # REST venue: the stream goes on, the sync re-snapshots
 
     def app_ping(self) -> str | None:

@@ -104,7 +104,7 @@ class BitstampProtocol:
             out.append(Stream(self.ws_url, chunk, tuple(frames)))
         return out
 
-    def resubscribe(self, symbol: str) -> list[str] | None:
+    def resubscribe(self, symbols: Sequence[str]) -> list[str] | None:
         return []  # REST venue: the diffs keep coming, the sync fetches a new snapshot
 
     def app_ping(self) -> str | None:

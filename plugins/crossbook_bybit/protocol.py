@@ -77,9 +77,9 @@ class BybitProtocol:
             out.append(Stream(self.ws_url, chunk, tuple(self._ops("subscribe", topics))))
         return out
 
-    def resubscribe(self, symbol: str) -> list[str] | None:
-        topic = [self._book_topic(symbol)]
-        return self._ops("unsubscribe", topic) + self._ops("subscribe", topic)
+    def resubscribe(self, symbols: Sequence[str]) -> list[str] | None:
+        topics = [self._book_topic(symbol) for symbol in symbols]
+        return self._ops("unsubscribe", topics) + self._ops("subscribe", topics)
 
     def app_ping(self) -> str | None:
         return '{"op":"ping"}'

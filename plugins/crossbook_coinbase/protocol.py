@@ -119,9 +119,10 @@ class CoinbaseProtocol:
             out.append(Stream(self.ws_url, chunk, tuple(self._request("subscribe", c, chunk) for c in channels)))
         return out
 
-    def resubscribe(self, symbol: str) -> list[str] | None:
-        """Leave and rejoin ``level2`` for the product: Coinbase sends its snapshot again."""
-        return [self._request("unsubscribe", "level2", [symbol]), self._request("subscribe", "level2", [symbol])]
+    def resubscribe(self, symbols: Sequence[str]) -> list[str] | None:
+        """Leave and rejoin ``level2`` for the products, in one message each: Coinbase sends their
+        snapshots again."""
+        return [self._request("unsubscribe", "level2", symbols), self._request("subscribe", "level2", symbols)]
 
     def app_ping(self) -> str | None:
         return None

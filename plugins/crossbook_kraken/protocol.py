@@ -111,10 +111,10 @@ class KrakenProtocol:
             out.append(Stream(self.ws_url, chunk, tuple(frames)))
         return out
 
-    def resubscribe(self, symbol: str) -> list[str] | None:
+    def resubscribe(self, symbols: Sequence[str]) -> list[str] | None:
         return [
-            self._request("unsubscribe", "book", [symbol], depth=self.depth),
-            self._request("subscribe", "book", [symbol], depth=self.depth, snapshot=True),
+            self._request("unsubscribe", "book", symbols, depth=self.depth),
+            self._request("subscribe", "book", symbols, depth=self.depth, snapshot=True),
         ]
 
     def app_ping(self) -> str | None:
@@ -182,10 +182,10 @@ class KrakenV1Protocol(KrakenProtocol):
             frames.append(self._subscription("subscribe", "trade", symbols))
         return [Stream(self.ws_url, tuple(symbols), tuple(frames))]
 
-    def resubscribe(self, symbol: str) -> list[str] | None:
+    def resubscribe(self, symbols: Sequence[str]) -> list[str] | None:
         return [
-            self._subscription("unsubscribe", "book", [symbol], depth=self.depth),
-            self._subscription("subscribe", "book", [symbol], depth=self.depth),
+            self._subscription("unsubscribe", "book", symbols, depth=self.depth),
+            self._subscription("subscribe", "book", symbols, depth=self.depth),
         ]
 
     def app_ping(self) -> str | None:

@@ -115,10 +115,10 @@ class OkxProtocol:
             out.append(Stream(self.ws_url, chunk, tuple(frames)))
         return out
 
-    def resubscribe(self, symbol: str) -> list[str] | None:
+    def resubscribe(self, symbols: Sequence[str]) -> list[str] | None:
         if self.snapshot_source is SnapshotSource.REST:
             return []  # the stream goes on; the sync fetches a REST snapshot
-        return [self._op("unsubscribe", "books", [symbol]), self._op("subscribe", "books", [symbol])]
+        return [self._op("unsubscribe", "books", symbols), self._op("subscribe", "books", symbols)]
 
     def app_ping(self) -> str | None:
         return "ping"
