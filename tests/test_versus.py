@@ -10,6 +10,7 @@ from decimal import Decimal
 import pytest
 
 from captures import capture
+from crossbook.bench import bench_stages
 from crossbook.loadgen import CAPTURE, load_recording
 from crossbook.versus import run_crossbook
 
@@ -29,3 +30,13 @@ def test_daemon_ingests_the_recorded_slice_into_a_live_book() -> None:
     assert figures["messages_per_s"] > 0
     assert figures["client_messages"] > 2 * 1000  # raw batched subscribers counted book and bbo messages
     assert Decimal(figures["best_bid"]) == recording.best_bid
+
+
+@pytest.mark.timeout(60)
+def test_stages_split_a_frames_time_without_io() -> None:
+    capture(CAPTURE)  # skips (fails under CI) without the recording
+    figures = bench_stages(rounds=1)  # asserts the book ends live
+    stages = [figures[f"{s}_us_per_frame"] for s in ("parse_sync", "engine", "hub")]
+    assert all(us > 0 for us in stages)
+    assert figures["total_us_per_frame"] == pytest.approx(sum(stages))
+    assert figures["frames"] == len(load_recording(capture(CAPTURE)).frames)

@@ -20,6 +20,9 @@ Bounded scenarios, all on this machine (loopback only), printed as a table and a
    subscriber in the hub, and the daemon's RSS per idle WebSocket subscriber.
 7. ``captures``: every built-in connector's parser and book syncs on its real captures.
 8. ``versus``: crossbook against cryptofeed on the same stream (:mod:`crossbook.versus`).
+9. ``stages``: the ``ingest`` frames in this process, no sockets: µs per frame in parse + book
+   sync, in the engine (venue and consolidated books), and in the hub (views, diffs, encoding
+   for one session of ``book`` and ``bbo``): where a frame's time goes, without I/O.
 """
 
 from __future__ import annotations
@@ -348,6 +351,53 @@ def bench_captures(rounds: int = 3) -> dict[str, Any]:
     return out
 
 
+def bench_stages(rounds: int = 3) -> dict[str, Any]:
+    """µs per recorded Binance frame in each sans-I/O stage (best of ``rounds`` passes)."""
+    from crossbook.plugins import load_connectors
+    from crossbook.testing.replay import Replay
+
+    recording = _recording(1)
+    if recording is None:
+        return {"skipped": f"capture {loadgen.CAPTURE} not present"}
+    spec = load_connectors().get("binance")
+    assert spec is not None
+    symbol = "BTC-USDT"
+    best: dict[str, float] = {}
+    for _ in range(rounds):
+        connector = spec.factory("binance", (symbol,), spec.config_model())
+        replay = Replay(connector.protocol, connector.make_sync, [symbol])  # type: ignore[attr-defined]
+        engine = Engine({"binance": [symbol]}, 10**18)
+        hub = Hub(engine, 50, {"binance": "binance"})
+        session = hub.open()
+        hub.receive(session, orjson.dumps({"op": "subscribe", "id": 1, "channels": BOOK_CHANNELS}), 0)
+        replay.snapshot(symbol, recording.snapshot, 0)
+        spent = dict.fromkeys(("parse_sync", "engine", "hub"), 0.0)
+        clock = time.perf_counter
+        for i, frame in enumerate(recording.frames):
+            t0 = clock()
+            replay.frame(frame, i)
+            t1 = clock()
+            changes = engine.ingest("binance", replay.events, i)
+            t2 = clock()
+            hub.publish(changes, i)
+            session.drain()
+            t3 = clock()
+            replay.events.clear()
+            spent["parse_sync"] += t1 - t0
+            spent["engine"] += t2 - t1
+            spent["hub"] += t3 - t2
+        assert engine.state(symbol, "binance") is BookState.LIVE
+        for stage, seconds in spent.items():
+            per_frame = seconds / len(recording.frames) * 1e6
+            best[stage] = min(best.get(stage, per_frame), per_frame)
+    total = sum(best.values())
+    return {f"{stage}_us_per_frame": us for stage, us in best.items()} | {
+        "total_us_per_frame": total,
+        "level_updates_per_s": recording.level_updates / len(recording.frames) / total * 1e6,
+        "frames": len(recording.frames),
+    }
+
+
 def _snapshot_symbol(url: str | None, symbols: list[str]) -> str | None:
     """Which symbol a recorded REST snapshot is for (a bare snapshot line: the only symbol)."""
     if url is None:
@@ -434,7 +484,7 @@ def _close(socks: list[socket.socket]) -> dict[str, Any]:
     return {}
 
 
-SCENARIOS = ["core", "ingest", "fanout", "latency", "e2e", "stalled", "memory", "captures", "versus"]
+SCENARIOS = ["core", "ingest", "fanout", "latency", "e2e", "stalled", "memory", "captures", "stages", "versus"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -467,6 +517,8 @@ def main(argv: list[str] | None = None) -> int:
         results["captures"] = bench_captures()
     if "stalled" in only:
         results["stalled"] = bench_e2e(args.seconds, args.subscribers, args.rate, args.stalled)
+    if "stages" in only:
+        results["stages"] = bench_stages()
     if "versus" in only:
         from crossbook.versus import bench_versus
 
