@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from crossbook.model import BookSnapshot, Trade
+from crossbook.supervisor import BACKOFF_BASE
 from crossbook.testing.conformance import Subject, rig, run_conformance
 from crossbook.testing.fakevenue import FakeVenue
 from crossbook_binance import BinanceConfig, BinanceFuturesConfig, spot
@@ -75,6 +76,26 @@ def trades_apart(fake: FakeVenue) -> dict[str, Any]:
 def trade_frame(trade_id: int, pair: str = "BTCUSDT") -> str:
     data = {"e": "trade", "s": pair, "t": trade_id, "p": "100.5", "q": "0.1", "T": 1_700_000_000_000, "m": True}
     return orjson.dumps({"stream": f"{pair.lower()}@trade", "data": data}).decode()
+
+
+async def test_a_trades_only_connection_lost_while_handing_over_is_not_reopened() -> None:
+    """The venue drops the old trades-only connection before a trade showed its successor carries
+    the trades: the successor does, and reopening the old one would keep two for good."""
+    async with rig(replace(subject(futures=True), config=trades_apart), idle_timeout=30.0) as r:
+        await r.converge()
+        r.fake.rest_delay = 1.0
+        await r.fake.request_reconnect()
+        await r.until(lambda: len(r.fake.connections) == 4)
+        old = next(c for c in r.fake.connections if c.path.startswith("/t"))  # connections in order
+        assert old.ws is not None
+        old.ws.transport.abort()
+        await r.until(lambda: len(r.fake.connections) == 2)  # and the old book one, at the takeover
+        connects = r.fake.connects
+        await anyio.sleep(BACKOFF_BASE)  # a reopened connection would come within the first backoff
+        assert r.fake.connects == connects == 4
+        assert sorted(c.path for c in r.fake.connections) == ["/stream", "/t/stream"]
+        await r.fake.send_all(trade_frame(1))
+        await r.until(lambda: any(isinstance(e, Trade) for e in r.feed.events))
 
 
 @pytest.mark.parametrize("separate", [False, True], ids=["with-books", "trades-only"])

@@ -206,6 +206,10 @@ class StreamingConnector:
                     raise
                 if session.done.is_set():
                     return  # a planned reconnect's old connection, closing after its handover
+                if session.planned and not stream.books:
+                    # Its successor carries the trades: reopening it would keep both for good.
+                    log.warning("venue %s: trades connection lost while handing over: %r", self.venue, error)
+                    return
                 reason = "stale" if session.stalled else "reconnect"
                 log.warning(
                     "venue %s: connection to %s %s: %r",
@@ -282,6 +286,7 @@ class StreamingConnector:
                 continue
             events: list[Event] = []
             actions: list[Action] = []
+            replies: list[str] = []
             for out in outputs:
                 if isinstance(out, BookUpdate):
                     self._update(session, out, events, actions)
@@ -289,7 +294,7 @@ class StreamingConnector:
                     if self._first_time(out, session):
                         events.append(out)
                 elif isinstance(out, Send):
-                    await ws.send(out.frame)
+                    replies.append(out.frame)
                 elif isinstance(out, Resync):
                     for symbol in (out.symbol,) if out.symbol else tuple(session.syncs):
                         sync = session.syncs.get(symbol)
@@ -304,10 +309,15 @@ class StreamingConnector:
                         sync = session.syncs.get(symbol)
                         if sync is not None and self.active.get(symbol) is sync:
                             sync.stop(recv_ns, events, BookState.DOWN, "rejected")
+            # A frame's events are published before anything is awaited: a cancellation (shutdown,
+            # handover) can then never drop what the frame said, which another connection's copy,
+            # now a duplicate, would not bring back.
             if events:
                 self._publish(events)
             else:
                 self.feed.heard()
+            for reply in replies:
+                await ws.send(reply)
             if actions:
                 await self._act(session, actions)
 
