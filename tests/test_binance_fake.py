@@ -98,6 +98,35 @@ async def test_a_trades_only_connection_lost_while_handing_over_is_not_reopened(
         await r.until(lambda: any(isinstance(e, Trade) for e in r.feed.events))
 
 
+async def test_a_successor_takes_over_a_book_that_resynced_during_the_handover() -> None:
+    """The old connection's book hits a gap while its successor waits for its REST snapshot; the
+    answer makes the successor's book live first, privately, while the old one still resyncs.
+    The successor keeps its book current and takes over: it stayed stuck until the handover
+    deadline, and then the book went down with both connections open."""
+    async with rig(subject(), idle_timeout=30.0) as r:
+        await r.converge()
+        requests = len(r.fake.rest_requests)
+        r.fake.rest_delay = 2.0
+        await r.fake.request_reconnect()
+        # The successor's first snapshot request is in flight (they go one at a time).
+        await r.until(lambda: len(r.fake.connections) == 2 and len(r.fake.rest_requests) == requests + 1)
+        old, new = r.fake.connections  # connections in order
+        assert new.ws is not None
+        payload = r.fake.dialect.advance("BTC-USDT", *r.fake.market.change("BTC-USDT", 3))
+        for frame in r.fake.dialect.encode(new, "BTC-USDT", payload):  # the old connection misses it
+            await new.ws.send(frame)
+        await r.fake.step("BTC-USDT")
+        await r.until(lambda: r.feed.resyncs("gap") == 1)
+        r.fake.rest_delay = 0.0  # the request in flight still takes its 2 s
+        with anyio.fail_after(20):  # the handover deadline is 60 s
+            while old in r.fake.connections:
+                for symbol in r.subject.symbols:
+                    await r.fake.step(symbol)
+                await anyio.sleep(0.05)  # a market moving, not a wait for an event
+        await r.converge()
+        assert r.fake.connects == 2
+
+
 @pytest.mark.parametrize("separate", [False, True], ids=["with-books", "trades-only"])
 async def test_a_planned_reconnect_publishes_each_trade_once(separate: bool) -> None:
     """While the old and the new connections overlap (both get every trade), a trade is published

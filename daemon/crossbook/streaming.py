@@ -108,6 +108,8 @@ class _Session:
     """Set when this session serves no active book any more (handed over)."""
     number: int = field(default_factory=_session_numbers.__next__)
     """Tells connections apart in :attr:`StreamingConnector.recent_trades`."""
+    successor: bool = False
+    """Opened by a planned reconnect: builds its books privately and takes them over once live."""
     bridged: set[str] = field(default_factory=set)
     """Symbols whose trades a planned successor has been seen to carry (a trade both delivered)."""
 
@@ -195,7 +197,7 @@ class StreamingConnector:
         attempt = 0
         reason = "reconnect"
         while True:
-            session = _Session(stream)
+            session = _Session(stream, successor=takeover)
             started = time.monotonic()
             try:
                 await self._session(session, tg, takeover, reason)
@@ -330,8 +332,11 @@ class StreamingConnector:
         if active is sync:
             sync.on_update(upd, events, actions)
             return
-        if active is not None and active.state is BookState.LIVE and sync.state is not BookState.LIVE:
-            sync.on_update(upd, [], actions)  # a successor building its book
+        if session.successor and active is not None and sync.state is not BookState.DOWN:
+            # A successor building its book (or keeping it: one that went live from a REST
+            # snapshot while the old book was resyncing was not taken over then) takes over once
+            # live, whatever the old book's state.
+            sync.on_update(upd, [], actions)
             if sync.live:
                 self._take_over(sync, upd.recv_ns, events)
 
