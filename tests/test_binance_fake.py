@@ -98,6 +98,26 @@ async def test_a_trades_only_connection_lost_while_handing_over_is_not_reopened(
         await r.until(lambda: any(isinstance(e, Trade) for e in r.feed.events))
 
 
+async def test_a_connection_lost_while_handing_over_leaves_its_books_to_the_successor() -> None:
+    """The venue drops the old connection of a planned reconnect while the successor still waits
+    for its snapshots: the old one is not reopened (two connections would serve one stream, one of
+    them nothing, for good); the successor takes the books over once they are live."""
+    async with rig(subject(), idle_timeout=30.0) as r:
+        await r.converge()
+        r.fake.rest_delay = 1.0
+        await r.fake.request_reconnect()
+        await r.until(lambda: len(r.fake.connections) == 2)
+        old = r.fake.connections[0]  # connections in order
+        assert old.ws is not None
+        old.ws.transport.abort()
+        await r.until(lambda: len(r.fake.connections) == 1)
+        r.fake.rest_delay = 0.0
+        await r.converge()
+        await anyio.sleep(BACKOFF_BASE)  # a reopened connection would come within the first backoff
+        assert r.fake.connects == 2
+        assert len(r.fake.connections) == 1
+
+
 async def test_a_successor_takes_over_a_book_that_resynced_during_the_handover() -> None:
     """The old connection's book hits a gap while its successor waits for its REST snapshot; the
     answer makes the successor's book live first, privately, while the old one still resyncs.

@@ -208,9 +208,10 @@ class StreamingConnector:
                     raise
                 if session.done.is_set():
                     return  # a planned reconnect's old connection, closing after its handover
-                if session.planned and not stream.books:
-                    # Its successor carries the trades: reopening it would keep both for good.
-                    log.warning("venue %s: trades connection lost while handing over: %r", self.venue, error)
+                if session.planned:
+                    # Its successor owns the stream (and takes the books over once live): reopened,
+                    # one of the two connections would serve nothing for good.
+                    log.warning("venue %s: connection to %s lost while handing over: %r", self.venue, stream.url, error)
                     return
                 reason = "stale" if session.stalled else "reconnect"
                 log.warning(
