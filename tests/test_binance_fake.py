@@ -98,6 +98,31 @@ async def test_a_trades_only_connection_lost_while_handing_over_is_not_reopened(
         await r.until(lambda: any(isinstance(e, Trade) for e in r.feed.events))
 
 
+async def test_a_second_planned_reconnect_hands_over_once() -> None:
+    """The connection that took over at one planned reconnect is the old one at the next: its
+    books, no longer active, must not take themselves back from its successor."""
+    async with rig(subject(), idle_timeout=30.0) as r, anyio.create_task_group() as tg:
+        await r.converge()
+
+        async def market() -> None:  # updates keep coming during the handovers, as they do
+            while True:
+                for symbol in r.subject.symbols:
+                    await r.fake.step(symbol)
+                await anyio.sleep(0.005)
+
+        tg.start_soon(market)
+        connects = r.fake.connects
+        for round_ in (1, 2):
+            snapshots = sum(isinstance(e, BookSnapshot) for e in r.feed.events)
+            r.fake.rest_delay = 0.2  # the successor's second book goes live a while after its first
+            await r.fake.request_reconnect()
+            await r.until(lambda: r.fake.connects == connects + round_ and len(r.fake.connections) == 1)  # noqa: B023
+            await anyio.sleep(0.3)  # a book that took itself back would do so on its next update
+            assert sum(isinstance(e, BookSnapshot) for e in r.feed.events) == snapshots + 2  # one takeover each
+        tg.cancel_scope.cancel()
+        await r.converge()
+
+
 async def test_a_connection_lost_while_handing_over_leaves_its_books_to_the_successor() -> None:
     """The venue drops the old connection of a planned reconnect while the successor still waits
     for its snapshots: the old one is not reopened (two connections would serve one stream, one of

@@ -108,8 +108,6 @@ class _Session:
     """Set when this session serves no active book any more (handed over)."""
     number: int = field(default_factory=_session_numbers.__next__)
     """Tells connections apart in :attr:`StreamingConnector.recent_trades`."""
-    successor: bool = False
-    """Opened by a planned reconnect: builds its books privately and takes them over once live."""
     bridged: set[str] = field(default_factory=set)
     """Symbols whose trades a planned successor has been seen to carry (a trade both delivered)."""
 
@@ -138,6 +136,8 @@ class StreamingConnector:
         self.max_connection_age = max_connection_age
         self.rng = rng or random.Random()
         self.active: dict[str, BookSync] = {}
+        self.building: set[BookSync] = set()
+        """A planned reconnect's new books, built privately until they take over (never again after)."""
         self.waiting: dict[str, list[BookSync]] = {}
         self.sessions: set[_Session] = set()
         self.recent_trades: dict[str, OrderedDict[str, list[int]]] = {}
@@ -197,7 +197,7 @@ class StreamingConnector:
         attempt = 0
         reason = "reconnect"
         while True:
-            session = _Session(stream, successor=takeover)
+            session = _Session(stream)
             started = time.monotonic()
             try:
                 await self._session(session, tg, takeover, reason)
@@ -255,6 +255,7 @@ class StreamingConnector:
                     self.active[symbol] = sync
                     sync.start(now, events, actions, reason if current else None)
                 else:
+                    self.building.add(sync)
                     sync.start(now, [], actions)
             self._publish(events)
             await self._act(session, actions)
@@ -333,10 +334,11 @@ class StreamingConnector:
         if active is sync:
             sync.on_update(upd, events, actions)
             return
-        if session.successor and active is not None and sync.state is not BookState.DOWN:
+        if sync in self.building and active is not None and sync.state is not BookState.DOWN:
             # A successor building its book (or keeping it: one that went live from a REST
             # snapshot while the old book was resyncing was not taken over then) takes over once
-            # live, whatever the old book's state.
+            # live, whatever the old book's state. A book taken over from is not building: it
+            # never takes itself back.
             sync.on_update(upd, [], actions)
             if sync.live:
                 self._take_over(sync, upd.recv_ns, events)
@@ -375,6 +377,7 @@ class StreamingConnector:
 
     def _take_over(self, sync: BookSync, recv_ns: int, events: list[Event]) -> None:
         """A planned successor's book is live: it replaces the old one, subscribers see a diff."""
+        self.building.discard(sync)
         self.active[sync.symbol] = sync
         book = sync.book
         events.append(BookSnapshot(sync.symbol, book.bids(), book.asks(), recv_ns, book=book))
@@ -423,7 +426,7 @@ class StreamingConnector:
                 sync.on_snapshot(snap, events, actions)
             else:
                 sync.on_snapshot(snap, [], actions)
-                if sync.state is BookState.LIVE and active is not None and active.state is BookState.LIVE:
+                if sync.live and sync in self.building:
                     self._take_over(sync, recv_ns, events)
         self._publish(events)
         for action in actions:  # a REST venue's sync only ever asks for snapshots
@@ -434,6 +437,7 @@ class StreamingConnector:
         """The session's connection is gone: its active books stop being maintained."""
         events: list[Event] = []
         now = time.time_ns()
+        self.building.difference_update(session.syncs.values())
         for symbol, sync in session.syncs.items():
             waiting = self.waiting.get(symbol)
             if waiting and sync in waiting:
