@@ -9,7 +9,8 @@ import anyio
 import orjson
 import pytest
 
-from crossbook.model import BookSnapshot, Trade
+from crossbook import streaming
+from crossbook.model import BookSnapshot, Trade, VenueStatus
 from crossbook.supervisor import BACKOFF_BASE
 from crossbook.testing.conformance import Subject, rig, run_conformance
 from crossbook.testing.fakevenue import FakeVenue
@@ -121,6 +122,28 @@ async def test_a_second_planned_reconnect_hands_over_once() -> None:
             assert sum(isinstance(e, BookSnapshot) for e in r.feed.events) == snapshots + 2  # one takeover each
         tg.cancel_scope.cancel()
         await r.converge()
+
+
+async def test_a_successor_lost_before_taking_over_is_retried_as_a_successor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The new connection of a planned reconnect is lost before its books are live: its retry
+    still builds them privately while the old connection serves them (subscribers see no
+    resync) and takes them over, so the old connection ends then, not at the handover deadline."""
+    monkeypatch.setattr(streaming, "HANDOVER_TIMEOUT", 30.0)
+    async with rig(subject(), idle_timeout=30.0) as r:
+        await r.converge()
+        mark = len(r.feed.events)
+        r.fake.rest_delay = 1.0
+        await r.fake.request_reconnect()
+        await r.until(lambda: len(r.fake.connections) == 2)
+        old, new = r.fake.connections  # connections in order
+        assert new.ws is not None
+        new.ws.transport.abort()
+        await r.until(lambda: r.fake.connects == 3)
+        r.fake.rest_delay = 0.0
+        await r.until(lambda: old not in r.fake.connections)  # 10 s: long before the deadline
+        await r.converge()
+        assert [e for e in r.feed.events[mark:] if isinstance(e, VenueStatus)] == []
+        assert sum(isinstance(e, BookSnapshot) for e in r.feed.events[mark:]) == 2  # one takeover each
 
 
 async def test_a_connection_lost_while_handing_over_leaves_its_books_to_the_successor() -> None:

@@ -167,3 +167,28 @@ def test_config_and_symbols() -> None:
         "diff_order_book_btcusd",
         "diff_order_book_ethusd",
     ]
+
+
+async def test_a_subscription_rejected_on_the_new_connection_of_a_planned_reconnect() -> None:
+    """The new connection's BTC subscription is refused while the old one still serves BTC: the
+    new BTC book must never take over (a REST snapshot alone would make it live, then frozen);
+    the old connection keeps serving BTC, ETH moves over."""
+    async with rig(subject(), idle_timeout=30.0) as r:
+        await r.converge()
+        mark = len(r.feed.events)
+        r.fake.rest_delay = 0.5
+        await r.fake.request_reconnect()
+        await r.until(lambda: len(r.fake.connections) == 2)
+        old, new = r.fake.connections  # connections in order
+        assert new.ws is not None
+        error = {"event": "bts:error", "channel": "diff_order_book_btcusd", "data": {"message": "subscription failed"}}
+        await new.ws.send(orjson.dumps(error).decode())
+        new.symbols.discard("BTC-USD")  # and the venue sends it no BTC diffs
+
+        def took_over(symbol: str) -> bool:
+            return any(isinstance(e, BookSnapshot) and e.symbol == symbol for e in r.feed.events[mark:])
+
+        await r.until(lambda: took_over("ETH-USD"))
+        await r.until(lambda: r.in_sync("BTC-USD") and r.in_sync("ETH-USD"))  # the market moves meanwhile
+        assert not took_over("BTC-USD")
+        assert old in r.fake.connections

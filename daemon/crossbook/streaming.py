@@ -224,7 +224,9 @@ class StreamingConnector:
             finally:
                 self.sessions.discard(session)
                 self._abandon(session)
-            takeover = False
+            # ``takeover`` stays: a successor whose connection failed still builds its books
+            # privately while the old connection serves them live (it takes them over directly
+            # only where they are not live).
             if time.monotonic() - started > HEALTHY_AFTER:
                 attempt = 0
             delay = backoff(attempt, self.rng)
@@ -257,6 +259,7 @@ class StreamingConnector:
                 else:
                     self.building.add(sync)
                     sync.start(now, [], actions)
+            self._retire()  # an old connection whose books were not live hands them over here
             self._publish(events)
             await self._act(session, actions)
             session.heard = time.monotonic()
@@ -275,13 +278,14 @@ class StreamingConnector:
         monotonic = time.monotonic
         frames = 0
         while not session.done.is_set():
-            frame = await ws.recv()
-            session.heard = monotonic()
             frames += 1
             if not frames % CANCEL_CHECK_EVERY:
                 # recv() does not suspend while frames are queued, and under load they always are:
                 # without a checkpoint a shutdown or reload would wait for the venue to pause.
+                # Before recv(), so a cancellation never drops a frame already received.
                 await checkpoint_if_cancelled()
+            frame = await ws.recv()
+            session.heard = monotonic()
             recv_ns = time.time_ns()
             try:
                 outputs = parse(session.state, frame, recv_ns)
@@ -302,9 +306,12 @@ class StreamingConnector:
                 elif isinstance(out, Resync):
                     for symbol in (out.symbol,) if out.symbol else tuple(session.syncs):
                         sync = session.syncs.get(symbol)
-                        if sync is not None and sync.state is not BookState.DOWN:
-                            target = events if self.active.get(symbol) is sync else []
-                            sync.fail(out.reason, recv_ns, target, actions)
+                        if sync is None or sync.state is BookState.DOWN:
+                            continue
+                        if self.active.get(symbol) is sync:
+                            sync.fail(out.reason, recv_ns, events, actions)
+                        elif sync in self.building:  # privately; a book taken over from is left alone
+                            sync.fail(out.reason, recv_ns, [], actions)
                 elif isinstance(out, Reconnect):
                     self._plan(session, tg, out.reason)
                 elif isinstance(out, Rejected):
@@ -313,6 +320,9 @@ class StreamingConnector:
                         sync = session.syncs.get(symbol)
                         if sync is not None and self.active.get(symbol) is sync:
                             sync.stop(recv_ns, events, BookState.DOWN, "rejected")
+                        elif sync is not None and sync in self.building:  # never to take over
+                            self._unbuild(sync)
+                            sync.stop(recv_ns, [], BookState.DOWN, "rejected")
             # A frame's events are published before anything is awaited: a cancellation (shutdown,
             # handover) can then never drop what the frame said, which another connection's copy,
             # now a duplicate, would not bring back.
@@ -381,10 +391,21 @@ class StreamingConnector:
         self.active[sync.symbol] = sync
         book = sync.book
         events.append(BookSnapshot(sync.symbol, book.bids(), book.asks(), recv_ns, book=book))
+        self._retire()
+
+    def _retire(self) -> None:
+        """End a planned reconnect's old connections that serve no book any more."""
         for session in list(self.sessions):
             # A connection without books waits for a trade its successor delivers too (_bridged).
             if session.planned and session.syncs and not any(self.active.get(s) is b for s, b in session.syncs.items()):
                 session.done.set()
+
+    def _unbuild(self, sync: BookSync) -> None:
+        """A successor's book that will never take over: forget it (and its snapshot request)."""
+        self.building.discard(sync)
+        waiting = self.waiting.get(sync.symbol)
+        if waiting and sync in waiting:
+            waiting.remove(sync)
 
     async def _act(self, session: _Session, actions: list[Action]) -> None:
         resubscribe: list[Resubscribe] = []
@@ -437,11 +458,8 @@ class StreamingConnector:
         """The session's connection is gone: its active books stop being maintained."""
         events: list[Event] = []
         now = time.time_ns()
-        self.building.difference_update(session.syncs.values())
         for symbol, sync in session.syncs.items():
-            waiting = self.waiting.get(symbol)
-            if waiting and sync in waiting:
-                waiting.remove(sync)
+            self._unbuild(sync)
             if self.active.get(symbol) is sync and sync.state is not BookState.DOWN:
                 sync.stop(now, events, BookState.CONNECTING, "reconnect")
         self._publish(events)
