@@ -321,7 +321,7 @@ class StreamingConnector:
                         if sync is not None and self.active.get(symbol) is sync:
                             sync.stop(recv_ns, events, BookState.DOWN, "rejected")
                         elif sync is not None and sync in self.building:  # never to take over
-                            self._unbuild(sync)
+                            self._forget(sync)
                             sync.stop(recv_ns, [], BookState.DOWN, "rejected")
             # A frame's events are published before anything is awaited: a cancellation (shutdown,
             # handover) can then never drop what the frame said, which another connection's copy,
@@ -400,8 +400,9 @@ class StreamingConnector:
             if session.planned and session.syncs and not any(self.active.get(s) is b for s, b in session.syncs.items()):
                 session.done.set()
 
-    def _unbuild(self, sync: BookSync) -> None:
-        """A successor's book that will never take over: forget it (and its snapshot request)."""
+    def _forget(self, sync: BookSync) -> None:
+        """Drop a sync from the books being built and from the snapshot queue: its connection is
+        gone, or its book will never take over."""
         self.building.discard(sync)
         waiting = self.waiting.get(sync.symbol)
         if waiting and sync in waiting:
@@ -459,7 +460,7 @@ class StreamingConnector:
         events: list[Event] = []
         now = time.time_ns()
         for symbol, sync in session.syncs.items():
-            self._unbuild(sync)
+            self._forget(sync)
             if self.active.get(symbol) is sync and sync.state is not BookState.DOWN:
                 sync.stop(now, events, BookState.CONNECTING, "reconnect")
         self._publish(events)
