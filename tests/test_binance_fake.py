@@ -84,10 +84,7 @@ async def test_a_trades_only_connection_lost_while_handing_over_is_not_reopened(
     the trades: the successor does, and reopening the old one would keep two for good."""
     async with rig(replace(subject(futures=True), config=trades_apart), idle_timeout=30.0) as r:
         await r.converge()
-        r.fake.rest_delay = 1.0
-        await r.fake.request_reconnect()
-        await r.until(lambda: len(r.fake.connections) == 4)
-        old = next(c for c in r.fake.connections if c.path.startswith("/t"))  # connections in order
+        old = next(c for c in await r.handing_over(1.0, connections=4) if c.path.startswith("/t"))
         assert old.ws is not None
         old.ws.transport.abort()
         await r.until(lambda: len(r.fake.connections) == 2)  # and the old book one, at the takeover
@@ -132,10 +129,7 @@ async def test_a_successor_lost_before_taking_over_is_retried_as_a_successor(mon
     async with rig(subject(), idle_timeout=30.0) as r:
         await r.converge()
         mark = len(r.feed.events)
-        r.fake.rest_delay = 1.0
-        await r.fake.request_reconnect()
-        await r.until(lambda: len(r.fake.connections) == 2)
-        old, new = r.fake.connections  # connections in order
+        old, new = await r.handing_over(1.0)
         assert new.ws is not None
         new.ws.transport.abort()
         await r.until(lambda: r.fake.connects == 3)
@@ -152,10 +146,7 @@ async def test_a_connection_lost_while_handing_over_leaves_its_books_to_the_succ
     them nothing, for good); the successor takes the books over once they are live."""
     async with rig(subject(), idle_timeout=30.0) as r:
         await r.converge()
-        r.fake.rest_delay = 1.0
-        await r.fake.request_reconnect()
-        await r.until(lambda: len(r.fake.connections) == 2)
-        old = r.fake.connections[0]  # connections in order
+        old, _ = await r.handing_over(1.0)
         assert old.ws is not None
         old.ws.transport.abort()
         await r.until(lambda: len(r.fake.connections) == 1)

@@ -176,10 +176,7 @@ async def test_a_subscription_rejected_on_the_new_connection_of_a_planned_reconn
     async with rig(subject(), idle_timeout=30.0) as r:
         await r.converge()
         mark = len(r.feed.events)
-        r.fake.rest_delay = 0.5
-        await r.fake.request_reconnect()
-        await r.until(lambda: len(r.fake.connections) == 2)
-        old, new = r.fake.connections  # connections in order
+        old, new = await r.handing_over(0.5)
         assert new.ws is not None
         error = {"event": "bts:error", "channel": "diff_order_book_btcusd", "data": {"message": "subscription failed"}}
         await new.ws.send(orjson.dumps(error).decode())

@@ -29,7 +29,7 @@ import anyio
 
 from crossbook.connector import Connector, ConnectorConfig
 from crossbook.model import BookState
-from crossbook.testing.fakevenue import Dialect, FakeVenue
+from crossbook.testing.fakevenue import Dialect, FakeConnection, FakeVenue
 from crossbook.testing.feed import EngineFeed
 from crossbook.testing.market import FakeMarket
 
@@ -98,6 +98,15 @@ class Rig:
                     await self.fake.step(s)
                 with anyio.move_on_after(0.05):
                     await self.feed.wait_for(lambda: all(self.in_sync(s) for s in symbols))
+
+    async def handing_over(self, rest_delay: float, connections: int = 2) -> list[FakeConnection]:
+        """Ask for a planned reconnect whose new connections' REST snapshots wait ``rest_delay``
+        seconds (old and new then stay open together); returns the ``connections`` open
+        connections, oldest first."""
+        self.fake.rest_delay = rest_delay
+        await self.fake.request_reconnect()
+        await self.until(lambda: len(self.fake.connections) == connections)
+        return list(self.fake.connections)
 
     async def until(self, condition: Callable[[], bool], limit: float = 10.0) -> None:
         """Until ``condition()`` (within ``limit`` seconds), moving the market meanwhile."""
