@@ -9,6 +9,7 @@ import orjson
 import pydantic
 import pytest
 
+from crossbook import streaming
 from crossbook.model import BookSnapshot, BookState, Side, Trade, VenueStatus
 from crossbook.testing.conformance import Subject, rig, run_conformance
 from crossbook.venue import HEARD, BookUpdate, ConnectionState, Reconnect, Rejected, Resync
@@ -169,10 +170,14 @@ def test_config_and_symbols() -> None:
     ]
 
 
-async def test_a_subscription_rejected_on_the_new_connection_of_a_planned_reconnect() -> None:
+async def test_a_subscription_rejected_on_the_new_connection_of_a_planned_reconnect(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The new connection's BTC subscription is refused while the old one still serves BTC: the
     new BTC book must never take over (a REST snapshot alone would make it live, then frozen);
-    the old connection keeps serving BTC, ETH moves over."""
+    the old connection keeps serving BTC, ETH moves over. At the handover deadline the old
+    connection ends and BTC is ``down`` because it was rejected, not left ``connecting``."""
+    monkeypatch.setattr(streaming, "HANDOVER_TIMEOUT", 4.0)
     async with rig(subject(), idle_timeout=30.0) as r:
         await r.converge()
         mark = len(r.feed.events)
@@ -189,3 +194,10 @@ async def test_a_subscription_rejected_on_the_new_connection_of_a_planned_reconn
         await r.until(lambda: r.in_sync("BTC-USD") and r.in_sync("ETH-USD"))  # the market moves meanwhile
         assert not took_over("BTC-USD")
         assert old in r.fake.connections
+
+        await r.until(lambda: old not in r.fake.connections)
+        await r.until(lambda: r.feed.state("BTC-USD") is not BookState.LIVE)
+        last = r.feed.statuses("BTC-USD")[-1]
+        assert (last.state, last.reason) == (BookState.DOWN, "rejected")
+        assert r.feed.state("BTC-USD") is BookState.DOWN
+        await r.converge(["ETH-USD"])

@@ -462,8 +462,22 @@ class StreamingConnector:
         for symbol, sync in session.syncs.items():
             self._forget(sync)
             if self.active.get(symbol) is sync and sync.state is not BookState.DOWN:
-                sync.stop(now, events, BookState.CONNECTING, "reconnect")
+                refused = self._refused_elsewhere(symbol)
+                if refused is None:
+                    sync.stop(now, events, BookState.CONNECTING, "reconnect")
+                else:  # the successor's subscription was refused: no connection will bring it back
+                    sync.stop(now, events, BookState.DOWN, "rejected")
+                    self.active[symbol] = refused
         self._publish(events)
+
+    def _refused_elsewhere(self, symbol: str) -> BookSync | None:
+        """The sync of ``symbol`` that the venue refused on another open connection (a planned
+        successor), if any."""
+        for other in self.sessions:
+            sync = other.syncs.get(symbol)
+            if sync is not None and sync.state is BookState.DOWN:
+                return sync
+        return None
 
     def _publish(self, events: list[Event]) -> None:
         if events:
