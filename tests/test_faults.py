@@ -118,7 +118,9 @@ async def test_a_flooding_venue_does_not_hold_up_cancellation() -> None:
                 await feed.wait_for(lambda: len(feed.skipped) > 500)
             tg.cancel_scope.cancel()
             cancelled = time.monotonic()
-        assert time.monotonic() - cancelled < 1.0
+        # Missing the cancel takes the rest of the flood (~7 s). The bound leaves room for the
+        # close handshake, which may wait close_timeout (2 s) for a peer busy flooding under load.
+        assert time.monotonic() - cancelled < 3.0
     finally:
         venue.kill()
         venue.wait()
