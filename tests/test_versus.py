@@ -1,15 +1,17 @@
 """The crossbook side of ``crossbook.versus`` on a slice of the Binance capture: the fake venue
 serves what the daemon needs to sync, and the daemon ingests every frame into a live book equal
-to the replayed one (cryptofeed is not needed here)."""
+to the replayed one (cryptofeed is not needed here). Also the in-process ``stages`` and their floor."""
 
 from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
 
+import orjson
 import pytest
 
 from captures import capture
+from crossbook import floor
 from crossbook.bench import bench_stages
 from crossbook.loadgen import CAPTURE, load_recording
 from crossbook.versus import run_crossbook
@@ -35,8 +37,30 @@ def test_daemon_ingests_the_recorded_slice_into_a_live_book() -> None:
 @pytest.mark.timeout(60)
 def test_stages_split_a_frames_time_without_io() -> None:
     capture(CAPTURE)  # skips (fails under CI) without the recording
-    figures = bench_stages(rounds=1)  # asserts the book ends live
+    figures = bench_stages(rounds=1)  # asserts the book ends live, and the floor's book equal to it
     stages = [figures[f"{s}_us_per_frame"] for s in ("parse_sync", "engine", "hub")]
     assert all(us > 0 for us in stages)
     assert figures["total_us_per_frame"] == pytest.approx(sum(stages))
+    assert figures["total_over_floor"] == pytest.approx(figures["total_us_per_frame"] / figures["floor_us_per_frame"])
     assert figures["frames"] == len(load_recording(capture(CAPTURE)).frames)
+
+
+def test_the_floor_keeps_the_consolidated_book_and_refuses_a_gap() -> None:
+    snapshot = orjson.dumps({"lastUpdateId": 10, "bids": [["99.0", "1"], ["98.5", "2"]], "asks": [["100.0", "3"]]})
+
+    def diff(first: int, last: int, bids: list[list[str]], asks: list[list[str]]) -> bytes:
+        return orjson.dumps({"stream": "x", "data": {"U": first, "u": last, "b": bids, "a": asks}})
+
+    frames = [
+        diff(5, 10, [["1", "1"]], []),  # covered by the snapshot: dropped
+        diff(9, 12, [["99.0", "0"], ["98.7", "4"]], [["100.5", "1"]]),
+        diff(13, 13, [], [["100.0", "0.50"]]),
+    ]
+    seconds, top = floor.replay(snapshot, frames, "v", 2)
+    assert seconds > 0
+    assert top == [
+        [[Decimal("98.7"), Decimal("4")], [Decimal("98.5"), Decimal("2")]],
+        [[Decimal("100.0"), Decimal("0.50")], [Decimal("100.5"), Decimal("1")]],
+    ]
+    with pytest.raises(ValueError, match="gap"):
+        floor.replay(snapshot, [diff(12, 13, [], [])], "v", 2)

@@ -22,7 +22,8 @@ Bounded scenarios, all on this machine (loopback only), printed as a table and a
 8. ``versus``: crossbook against cryptofeed on the same stream (:mod:`crossbook.versus`).
 9. ``stages``: the ``ingest`` frames in this process, no sockets: µs per frame in parse + book
    sync, in the engine (venue and consolidated books), and in the hub (views, diffs, encoding
-   for one session of ``book`` and ``bbo``): where a frame's time goes, without I/O.
+   for one session of ``book`` and ``bbo``): where a frame's time goes, without I/O. Beside them,
+   the same work inlined in one loop (:mod:`crossbook.floor`): what the structure costs.
 """
 
 from __future__ import annotations
@@ -43,9 +44,9 @@ from typing import Any
 import anyio
 import orjson
 
-from crossbook import loadgen
+from crossbook import floor, loadgen
 from crossbook.engine import Engine
-from crossbook.hub import Hub
+from crossbook.hub import DEFAULT_DEPTH, Hub
 from crossbook.model import BookDelta, BookState
 from crossbook.testing import captures
 
@@ -387,14 +388,22 @@ def bench_stages(rounds: int = 3) -> dict[str, Any]:
             spent["engine"] += t2 - t1
             spent["hub"] += t3 - t2
         assert engine.state(symbol, "binance") is BookState.LIVE
+        spent["floor"], top = floor.replay(recording.snapshot, recording.frames, "binance", DEFAULT_DEPTH)
+        book = engine.consolidated[symbol]
+        sides = (book.top_bids(DEFAULT_DEPTH), book.top_asks(DEFAULT_DEPTH))
+        assert top == [[[p, s] for p, s, _ in side] for side in sides], "the floor did other work"
         for stage, seconds in spent.items():
             per_frame = seconds / len(recording.frames) * 1e6
             best[stage] = min(best.get(stage, per_frame), per_frame)
+    floor_us = best.pop("floor")
     total = sum(best.values())
     return {f"{stage}_us_per_frame": us for stage, us in best.items()} | {
         "total_us_per_frame": total,
         "level_updates_per_s": recording.level_updates / len(recording.frames) / total * 1e6,
         "frames": len(recording.frames),
+        "floor_us_per_frame": floor_us,
+        "floor_level_updates_per_s": recording.level_updates / len(recording.frames) / floor_us * 1e6,
+        "total_over_floor": total / floor_us,
     }
 
 

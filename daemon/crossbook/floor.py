@@ -1,0 +1,102 @@
+"""The Python floor of a frame's work, for the ``stages`` benchmark.
+
+:func:`replay` does what crossbook does with a Binance depth diff for one subscriber of ``book``
+and ``bbo`` (decode, sequence check, exact levels, venue book, consolidated book with attribution,
+top-``depth`` diff, bbo, encoding with a ``seq``) inlined in one loop: no classes, events, sync
+rules, engine or hub. It uses crossbook's own parse cache and canonical texts, so only the
+structure differs. How far crossbook's stages are above it is what the structure costs; the floor
+itself is the most that Python with exact decimals gets out of this design.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left, insort
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from crossbook.exact import levels, text
+
+Level = list[Any]
+"""[price, total size, version, attribution] of the floor's consolidated book."""
+
+
+def replay(snapshot: str | bytes, frames: list[bytes], venue: str, depth: int) -> tuple[float, list[Any]]:
+    """Seconds spent on ``frames`` after ``snapshot``, and the final consolidated top ``depth``
+    levels a side as ``(price, size)`` lists (for checking that the work was the same)."""
+    snap = orjson.loads(snapshot)
+    last = snap["lastUpdateId"]
+    sides: list[tuple[dict[Decimal, Decimal], list[Decimal], dict[Decimal, Level], list[Decimal]]] = []
+    for raw in (snap["bids"], snap["asks"]):
+        sizes = {p: s for p, s in levels(raw) if s}
+        agg: dict[Decimal, Level] = {p: [p, s, 0, ((venue, s),)] for p, s in sizes.items()}
+        sides.append((sizes, sorted(sizes), agg, sorted(agg)))
+    views: list[dict[Any, Any]] = [{}, {}]
+    version = seq = 0
+    bbo: tuple[Any, ...] | None = None
+    clock = time.perf_counter
+    spent = 0.0
+    for frame in frames:
+        start = clock()
+        data = orjson.loads(frame)["data"]
+        if data["u"] <= last:
+            spent += clock() - start
+            continue
+        if data["U"] > last + 1:
+            raise ValueError(f"gap before update {data['U']}")
+        last = data["u"]
+        out: list[list[Any]] = []
+        for (sizes, prices, agg, agg_prices), raw, view, best in zip(
+            sides, (data["b"], data["a"]), views, (True, False), strict=True
+        ):
+            changes = levels(raw)
+            for price, size in changes:
+                if size:
+                    if price not in sizes:
+                        insort(prices, price)
+                    sizes[price] = size
+                elif sizes.pop(price, None) is not None:
+                    del prices[bisect_left(prices, price)]
+            for price, size in changes:
+                level = agg.get(price)
+                if level is None:
+                    if size:
+                        version += 1
+                        agg[price] = [price, size, version, ((venue, size),)]
+                        insort(agg_prices, price)
+                elif not size:
+                    del agg[price]
+                    del agg_prices[bisect_left(agg_prices, price)]
+                elif level[1] != size:
+                    version += 1
+                    level[1:] = [size, version, ((venue, size),)]
+            top = [agg[p] for p in (agg_prices[: -depth - 1 : -1] if best else agg_prices[:depth])]
+            sent = [
+                [text(lv[0]), text(lv[1]), {v: text(s) for v, s in lv[3]}] for lv in top if view.get(lv[0]) != lv[2]
+            ]
+            kept = {lv[0] for lv in top}
+            sent += [[text(p), "0", {}] for p in view if p not in kept]
+            view.clear()
+            view.update((lv[0], lv[2]) for lv in top)
+            out.append(sent)
+        seq += 1
+        message = orjson.dumps({"type": "delta", "channel": "book", "seq": seq, "bids": out[0], "asks": out[1]})
+        best_bid, best_ask = _best(sides[0], -1), _best(sides[1], 0)
+        if (best_bid, best_ask) != bbo:
+            bbo = (best_bid, best_ask)
+            message += orjson.dumps({"type": "bbo", "channel": "bbo", "seq": seq, "bid": best_bid, "ask": best_ask})
+        spent += clock() - start
+    (_, _, bids, bid_prices), (_, _, asks, ask_prices) = sides
+    top_bids = [[p, bids[p][1]] for p in bid_prices[: -depth - 1 : -1]]
+    return spent, [top_bids, [[p, asks[p][1]] for p in ask_prices[:depth]]]
+
+
+def _best(side: tuple[Any, list[Decimal], dict[Decimal, Level], list[Decimal]], index: int) -> list[Any] | None:
+    """The best level of a side as the ``bbo`` message has it."""
+    prices = side[3]
+    if not prices:
+        return None
+    level = side[2][prices[index]]
+    return [text(level[0]), text(level[1]), [v for v, _ in level[3]]]
