@@ -38,6 +38,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -100,16 +101,18 @@ def bench_memory(subscribers: int = 500) -> dict[str, Any]:
 
     from crossbook.book import L2Book
     from crossbook.consolidated import ConsolidatedBook
-    from crossbook.exact import parse
 
     n = 50_000
     texts = [(f"{60000 + i / 100:.2f}", f"{(i % 997) / 1000 + 0.001:.8f}") for i in range(n)]
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
-    levels = [(parse(p), parse(q)) for p, q in texts]  # a book owns its Decimals: count them
+    # A book owns its Decimals: count them, equal texts sharing one as the parse cache has them,
+    # but not the cache itself (bounded and shared by every book).
+    shared: dict[str, Decimal] = {}
+    levels = [(shared.setdefault(p, Decimal(p)), shared.setdefault(q, Decimal(q))) for p, q in texts]
     book = L2Book()
     book.apply(levels, [])
-    del levels
+    del levels, shared
     per_level = (tracemalloc.get_traced_memory()[0] - before) / n
     before = tracemalloc.get_traced_memory()[0]
     consolidated = ConsolidatedBook()  # shares the venue books' Decimals
