@@ -48,7 +48,7 @@ def replay(snapshot: str | bytes, frames: list[bytes], venue: str, depth: int) -
             raise ValueError(f"gap before update {data['U']}")
         last = data["u"]
         out: list[list[Any]] = []
-        for (sizes, prices, agg, agg_prices), raw, view, best in zip(
+        for (sizes, prices, agg, agg_prices), raw, view, is_bid in zip(
             sides, (data["b"], data["a"]), views, (True, False), strict=True
         ):
             changes = levels(raw)
@@ -72,7 +72,7 @@ def replay(snapshot: str | bytes, frames: list[bytes], venue: str, depth: int) -
                 elif level[1] != size:
                     version += 1
                     level[1:] = [size, version, ((venue, size),)]
-            top = [agg[p] for p in (agg_prices[: -depth - 1 : -1] if best else agg_prices[:depth])]
+            top = [agg[p] for p in (agg_prices[: -depth - 1 : -1] if is_bid else agg_prices[:depth])]
             sent = [
                 [text(lv[0]), text(lv[1]), {v: text(s) for v, s in lv[3]}] for lv in top if view.get(lv[0]) != lv[2]
             ]
