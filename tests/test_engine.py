@@ -406,26 +406,58 @@ def _snapshot_engine(engine: Engine) -> dict[tuple[str, str | None], object]:
     return out
 
 
+def _consolidated(model: Model, symbol: str) -> list[tuple[Decimal, Decimal, dict[str, Decimal]]]:
+    """The model's consolidated book: the live venue books summed, bids then asks, best first."""
+    out = []
+    for side, best_first in ((model.bids, True), (model.asks, False)):
+        shares: dict[Decimal, dict[str, Decimal]] = {}
+        for (sym, venue), levels in side.items():
+            if sym == symbol and model.state((sym, venue)) is LIVE:
+                for price, size in levels.items():
+                    shares.setdefault(price, {})[venue] = size
+        out += [(p, sum(shares[p].values(), ZERO), shares[p]) for p in sorted(shares, reverse=best_first)]
+    return out
+
+
 @settings(max_examples=200, deadline=None)
-@given(script=st.lists(ops(), min_size=5, max_size=40))
-def test_engine_matches_reference_model(script: list[Op]) -> None:
+@given(script=st.lists(ops(), min_size=5, max_size=40), watch_at=st.tuples(st.integers(0, 45), st.integers(0, 45)))
+def test_engine_matches_reference_model(script: list[Op], watch_at: tuple[int, int]) -> None:
+    """Beside the engine, a lazy one (``watched``) keeps no consolidated book until it watches the
+    symbol (at a random step, or never), and from then on the same one."""
     engine = Engine(VENUES, STALE_NS)
+    lazy = Engine(VENUES, STALE_NS, watched=set())
     model = Model.new()
     now = 0
-    for op in script:
+    for step, op in enumerate(script):
+        for symbol, at in zip((X, Y), watch_at, strict=True):
+            if step == at:
+                lazy.watch(symbol)
         now += op.dt
         before_states = {key: engine.state(*key) for key in engine.books}
         before_books = _snapshot_engine(engine)
         if op.kind == "ingest":
             changes = engine.ingest(op.venue, op.events, now)
+            lazy_changes = lazy.ingest(op.venue, op.events, now)
             assert [t for _, t in changes.trades] == model.ingest(op.venue, op.events, now)
             assert all(v == op.venue for v, _ in changes.trades)
         elif op.kind == "tick":
             changes = engine.tick(now)
+            lazy_changes = lazy.tick(now)
             model.tick(now)
         else:
             changes = engine.venue_down(op.venue, "crash", now)
+            lazy_changes = lazy.venue_down(op.venue, "crash", now)
             model.down(op.venue)
+
+        for symbol in (X, Y):
+            book = engine.consolidated[symbol]
+            assert book.top_bids(10**6) + book.top_asks(10**6) == _consolidated(model, symbol)
+            if lazy.watched is not None and symbol in lazy.watched:
+                assert _snapshot_engine(lazy)[(symbol, None)] == _snapshot_engine(engine)[(symbol, None)]
+            else:
+                assert len(lazy.consolidated[symbol]) == 0
+                assert (symbol, None) not in lazy_changes.books
+        assert lazy_changes.books - {(X, None), (Y, None)} == changes.books - {(X, None), (Y, None)}
 
         # States and books are the model's.
         for key in engine.books:

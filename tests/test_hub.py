@@ -34,8 +34,8 @@ def lv(*pairs: tuple[str, str]) -> list[Level]:
     return [(D(p), D(s)) for p, s in pairs]
 
 
-def make() -> tuple[Engine, Hub]:
-    engine = Engine(VENUES, STALE_NS)
+def make(watched: set[str] | None = None) -> tuple[Engine, Hub]:
+    engine = Engine(VENUES, STALE_NS, watched=watched)
     return engine, Hub(engine, MAX_DEPTH, CONNECTORS)
 
 
@@ -206,10 +206,14 @@ def test_ack_then_snapshot_with_seq_1() -> None:
     assert raw_snapshot.startswith(b'{"type":"snapshot","channel":"book.BTC-USDT","seq":1,')
 
 
-def test_snapshot_of_each_channel_kind() -> None:
-    engine, hub = make()
+@pytest.mark.parametrize("lazy", [False, True], ids=["eager", "lazy"])
+def test_snapshot_of_each_channel_kind(lazy: bool) -> None:
+    """Lazy (as in the daemon), the consolidated books are built at the first ``bbo`` or ``book``
+    subscription of their symbol, from the live venue books, and give the same messages."""
+    engine, hub = make(set() if lazy else None)
     engine.ingest("a", [BookSnapshot(X, lv(("100", "1")), lv(("101", "2")), 1)], 1)
     engine.ingest("c", [BookSnapshot(X, lv(("100", "3")), lv(("100.5", "1")), 1)], 1)
+    assert len(engine.consolidated[X]) == (0 if lazy else 3)
     client = Client(hub)
     msgs = client.subscribe([f"book.{X}.a", f"bbo.{X}", f"trades.{X}", f"book.{Y}"], depth=1, now=7)
     assert msgs == [
@@ -233,6 +237,7 @@ def test_snapshot_of_each_channel_kind() -> None:
         },
         {"type": "snapshot", "channel": f"book.{Y}", "seq": 1, "ts": 7, "bids": [], "asks": []},
     ]  # trades: nothing until a trade
+    assert engine.watched == ({X, Y} if lazy else None)
 
 
 def test_duplicate_channels_in_one_request_count_once() -> None:
@@ -799,14 +804,17 @@ def random_step(rng: random.Random, engine: Engine, now: int) -> Changes:
     return engine.ingest(venue, events, now)
 
 
-def run_random(rng: random.Random, steps: int) -> None:
-    engine, hub = make()
+def run_random(rng: random.Random, steps: int, lazy: bool) -> None:
+    """``lazy``: the engine keeps a consolidated book only once the hub watches it, as the daemon's
+    does; ``book.ETH-USDT`` is first subscribed a third of the way in, its book built then."""
+    engine, hub = make(set() if lazy else None)
     book_x, bbo_x, trades_x = f"book.{X}", f"bbo.{X}", f"trades.{X}"
     shallow, full, per_venue = Client(hub), Client(hub), Client(hub)
     shallow.subscribe([book_x, bbo_x], depth=3)
     full.subscribe([book_x, bbo_x, trades_x, "status"])
     per_venue.subscribe([f"book.{X}.a", f"book.{Y}.a"], depth=5)
-    per_venue.subscribe([f"book.{X}.b", f"book.{Y}"], depth=2)
+    per_venue.subscribe([f"book.{X}.b"], depth=2)
+    assert engine.watched == ({X} if lazy else None)
     late = Client(hub)
     short_lived = Client(hub)
     short_lived.subscribe([book_x, f"book.{X}.c"], depth=1)
@@ -816,6 +824,8 @@ def run_random(rng: random.Random, steps: int) -> None:
         now += rng.randint(0, STALE_NS // 3)
         if step == steps // 3:
             late.subscribe([book_x], depth=3, now=now)  # joins a group that is already there
+            late.subscribe([f"book.{Y}"], depth=2, now=now, rid=3)  # the first of its symbol
+            assert engine.watched == ({X, Y} if lazy else None)
             assert_books_match(engine, late)
         if step == steps // 2:
             short_lived.unsubscribe([book_x])
@@ -869,12 +879,13 @@ def run_random(rng: random.Random, steps: int) -> None:
     assert late.seq[book_x] >= 2
 
 
+@pytest.mark.parametrize("lazy", [False, True], ids=["eager", "lazy"])
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_random_updates_keep_every_subscriber_exact(seed: int) -> None:
-    run_random(random.Random(seed), 1500)
+def test_random_updates_keep_every_subscriber_exact(seed: int, lazy: bool) -> None:
+    run_random(random.Random(seed), 1500, lazy)
 
 
 @settings(max_examples=40, deadline=None)
-@given(rng=st.randoms(use_true_random=False))
-def test_random_updates_property(rng: random.Random) -> None:
-    run_random(rng, 60)
+@given(rng=st.randoms(use_true_random=False), lazy=st.booleans())
+def test_random_updates_property(rng: random.Random, lazy: bool) -> None:
+    run_random(rng, 60, lazy)

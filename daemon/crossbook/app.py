@@ -96,6 +96,7 @@ class Daemon:
         self.engine = Engine(
             {name: v.symbols for name, v in venues.items()},
             stale_after_ns=int(self.settings.consolidated.stale_after * 1e9),
+            watched=set(),  # the hub watches a symbol's consolidated book once someone subscribes
         )
         self.hub = Hub(self.engine, self.settings.consolidated.depth, {n: v.spec.id for n, v in venues.items()})
         self.server = ApiServer(self.hub, self.engine, self.metrics, self.settings.server)

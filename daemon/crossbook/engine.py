@@ -94,10 +94,14 @@ class VenueBook:
 
 
 class Engine:
-    def __init__(self, venues: Mapping[str, Sequence[str]], stale_after_ns: int) -> None:
+    def __init__(
+        self, venues: Mapping[str, Sequence[str]], stale_after_ns: int, *, watched: set[str] | None = None
+    ) -> None:
         self.stale_after_ns = stale_after_ns
         self.books: dict[tuple[str, str], VenueBook] = {}
         self.consolidated: dict[str, ConsolidatedBook] = {}
+        self.watched = watched
+        """Symbols whose consolidated book is kept (see :meth:`watch`); ``None``: every symbol's."""
         self.venue_symbols: dict[str, tuple[str, ...]] = {}
         self.last_message_ns: dict[str, int | None] = {}
         self._stale: set[str] = set()
@@ -135,7 +139,23 @@ class Engine:
         for symbol in [s for s in self.consolidated if s not in quoted]:
             del self.consolidated[symbol]
             changes.books.discard((symbol, None))
+            if self.watched is not None:
+                self.watched.discard(symbol)
         return changes
+
+    def watch(self, symbol: str) -> None:
+        """Keep ``symbol``'s consolidated book from now on, built here from its live venue books.
+
+        With ``watched`` given, a consolidated book nobody reads costs nothing: the hub watches a
+        symbol when its first ``book`` or ``bbo`` channel opens. It is kept from then on, so
+        subscribing and unsubscribing never makes the book be rebuilt again and again."""
+        if self.watched is None or symbol in self.watched:
+            return
+        self.watched.add(symbol)
+        for venue in self.venue_symbols:
+            vb = self.books.get((symbol, venue))
+            if vb is not None and vb.state is BookState.LIVE:
+                self.consolidated[symbol].update(venue, vb.book.bids(), vb.book.asks())
 
     @property
     def symbols(self) -> list[str]:
@@ -162,6 +182,7 @@ class Engine:
         changes = Changes()
         self.touch(venue, now_ns, changes)
         books = self.books
+        watched = self.watched
         for event in events:
             if isinstance(event, BookDelta):
                 vb = books.get((event.symbol, venue))
@@ -174,7 +195,7 @@ class Engine:
                         vb.book.apply(event.bids, event.asks)
                     changes.delta((event.symbol, venue), event.bids, event.asks)
                     changes.book_updates.append(event.symbol)
-                    if vb.state is BookState.LIVE:
+                    if vb.state is BookState.LIVE and (watched is None or event.symbol in watched):
                         self.consolidated[event.symbol].update(venue, event.bids, event.asks)
                         changes.delta((event.symbol, None), event.bids, event.asks)
             elif isinstance(event, Trade):
@@ -265,11 +286,12 @@ class Engine:
         changes.statuses.append(StatusChange(venue, symbol, state, reason, ts))
 
     def _enter(self, symbol: str, venue: str, vb: VenueBook, changes: Changes) -> None:
-        self.consolidated[symbol].update(venue, vb.book.bids(), vb.book.asks())
-        changes.whole((symbol, None))
+        if self.watched is None or symbol in self.watched:
+            self.consolidated[symbol].update(venue, vb.book.bids(), vb.book.asks())
+            changes.whole((symbol, None))
 
     def _leave(self, symbol: str, venue: str, vb: VenueBook, changes: Changes) -> None:
         # Not from ``vb.book``: a lent book may already hold what made its connector resync.
-        if vb.state is BookState.LIVE:
+        if vb.state is BookState.LIVE and (self.watched is None or symbol in self.watched):
             self.consolidated[symbol].drop(venue)
             changes.whole((symbol, None))

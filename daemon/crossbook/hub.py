@@ -315,6 +315,8 @@ class Hub:
             groups = self._books.setdefault(key, {})
             channel = groups.get(depth)
             if channel is None:
+                if not venue:
+                    self.engine.watch(symbol)
                 channel = groups[depth] = BookChannel(name, self.stats, symbol, venue or None, depth)
                 self._update(channel, True)
                 self._update(channel, False)
@@ -322,6 +324,7 @@ class Hub:
         if kind == "bbo":
             bbo = self._bbo.get(rest)
             if bbo is None:
+                self.engine.watch(rest)
                 bbo = self._bbo[rest] = BboChannel(name, self.stats, rest)
                 bbo.last = self.engine.consolidated[rest].bbo()
             return bbo
