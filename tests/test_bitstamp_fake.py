@@ -201,3 +201,26 @@ async def test_a_subscription_rejected_on_the_new_connection_of_a_planned_reconn
         assert (last.state, last.reason) == (BookState.DOWN, "rejected")
         assert r.feed.state("BTC-USD") is BookState.DOWN
         await r.converge(["ETH-USD"])
+
+
+async def test_a_successor_lost_after_a_refusal_on_the_old_connection_is_reconnecting() -> None:
+    """BTC was refused on the old connection (down, rejected) and becomes the new connection's at
+    once; that connection is lost while the old one still serves ETH: BTC is ``connecting``
+    (reconnect), not the old connection's refusal again."""
+    async with rig(subject(), idle_timeout=30.0) as r:
+        await r.converge()
+        (first,) = r.fake.connections
+        assert first.ws is not None
+        error = {"event": "bts:error", "channel": "diff_order_book_btcusd", "data": {"message": "subscription failed"}}
+        await first.ws.send(orjson.dumps(error).decode())
+        first.symbols.discard("BTC-USD")
+        await r.until(lambda: r.feed.state("BTC-USD") is BookState.DOWN)
+        old, new = await r.handing_over(5.0)  # the new books wait for their snapshots: the old stays
+        assert old is first
+        assert new.ws is not None
+        await r.until(lambda: r.feed.state("BTC-USD") is BookState.SYNCING)  # the new connection's, at once
+        new.ws.transport.abort()
+        await r.until(lambda: r.feed.state("BTC-USD") is not BookState.SYNCING)
+        last = r.feed.statuses("BTC-USD")[-1]
+        assert (last.state, last.reason) == (BookState.CONNECTING, "reconnect")
+        assert old in r.fake.connections

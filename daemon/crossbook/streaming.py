@@ -462,7 +462,7 @@ class StreamingConnector:
         for symbol, sync in session.syncs.items():
             self._forget(sync)
             if self.active.get(symbol) is sync and sync.state is not BookState.DOWN:
-                refused = self._refused_elsewhere(symbol)
+                refused = self._refused_successor(session, symbol) if session.planned else None
                 if refused is None:
                     sync.stop(now, events, BookState.CONNECTING, "reconnect")
                 else:  # the successor's subscription was refused: no connection will bring it back
@@ -470,12 +470,12 @@ class StreamingConnector:
                     self.active[symbol] = refused
         self._publish(events)
 
-    def _refused_elsewhere(self, symbol: str) -> BookSync | None:
-        """The sync of ``symbol`` that the venue refused on another open connection (a planned
-        successor), if any."""
+    def _refused_successor(self, session: _Session, symbol: str) -> BookSync | None:
+        """The sync of ``symbol`` that the venue refused on a newer open connection (a planned
+        reconnect's successor), if any; an older connection's refusal is history."""
         for other in self.sessions:
             sync = other.syncs.get(symbol)
-            if sync is not None and sync.state is BookState.DOWN:
+            if other.number > session.number and sync is not None and sync.state is BookState.DOWN:
                 return sync
         return None
 
