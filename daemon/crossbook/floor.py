@@ -2,8 +2,8 @@
 
 :func:`replay` does what crossbook does with a Binance depth diff for one subscriber of ``book``
 and ``bbo`` (decode, sequence check, exact levels, venue book, consolidated book with attribution,
-top-``depth`` diff, bbo, encoding with a ``seq``) inlined in one loop: no classes, events, sync
-rules, engine or hub. It uses crossbook's own parse cache and canonical texts, so only the
+top-``depth`` diff, bbo, encoding with a ``seq``) inlined in one loop: no events, sync rules,
+engine or hub. It uses crossbook's own parse cache, venue book and canonical texts, so only the
 structure differs. How far crossbook's stages are above it is what the structure costs; the floor
 itself is the most that Python with exact decimals gets out of this design.
 """
@@ -17,10 +17,13 @@ from typing import Any
 
 import orjson
 
+from crossbook.book import L2Book
 from crossbook.exact import levels, text
 
 Level = list[Any]
 """[price, total size, version, attribution] of the floor's consolidated book."""
+Side = tuple[dict[Decimal, Level], list[Decimal]]
+"""One side of the floor's consolidated book: its levels and their prices in ascending order."""
 
 
 def replay(snapshot: str | bytes, frames: list[bytes], venue: str, depth: int) -> tuple[float, list[Any]]:
@@ -28,11 +31,12 @@ def replay(snapshot: str | bytes, frames: list[bytes], venue: str, depth: int) -
     levels a side as ``(price, size)`` lists (for checking that the work was the same)."""
     snap = orjson.loads(snapshot)
     last = snap["lastUpdateId"]
-    sides: list[tuple[dict[Decimal, Decimal], list[Decimal], dict[Decimal, Level], list[Decimal]]] = []
-    for raw in (snap["bids"], snap["asks"]):
-        sizes = {p: s for p, s in levels(raw) if s}
-        agg: dict[Decimal, Level] = {p: [p, s, 0, ((venue, s),)] for p, s in sizes.items()}
-        sides.append((sizes, sorted(sizes), agg, sorted(agg)))
+    book = L2Book()
+    book.replace(levels(snap["bids"]), levels(snap["asks"]))
+    sides: list[Side] = []
+    for side_levels in (book.bids(), book.asks()):
+        agg: dict[Decimal, Level] = {p: [p, s, 0, ((venue, s),)] for p, s in side_levels}
+        sides.append((agg, sorted(agg)))
     views: list[dict[Any, Any]] = [{}, {}]
     version = seq = 0
     bbo: tuple[Any, ...] | None = None
@@ -47,32 +51,24 @@ def replay(snapshot: str | bytes, frames: list[bytes], venue: str, depth: int) -
         if data["U"] > last + 1:
             raise ValueError(f"gap before update {data['U']}")
         last = data["u"]
+        bids, asks = levels(data["b"]), levels(data["a"])
+        book.apply(bids, asks)
         out: list[list[Any]] = []
-        for (sizes, prices, agg, agg_prices), raw, view, is_bid in zip(
-            sides, (data["b"], data["a"]), views, (True, False), strict=True
-        ):
-            changes = levels(raw)
-            for price, size in changes:
-                if size:
-                    if price not in sizes:
-                        insort(prices, price)
-                    sizes[price] = size
-                elif sizes.pop(price, None) is not None:
-                    del prices[bisect_left(prices, price)]
+        for (agg, prices), changes, view, is_bid in zip(sides, (bids, asks), views, (True, False), strict=True):
             for price, size in changes:
                 level = agg.get(price)
                 if level is None:
                     if size:
                         version += 1
                         agg[price] = [price, size, version, ((venue, size),)]
-                        insort(agg_prices, price)
+                        insort(prices, price)
                 elif not size:
                     del agg[price]
-                    del agg_prices[bisect_left(agg_prices, price)]
+                    del prices[bisect_left(prices, price)]
                 elif level[1] != size:
                     version += 1
                     level[1:] = [size, version, ((venue, size),)]
-            top = [agg[p] for p in (agg_prices[: -depth - 1 : -1] if is_bid else agg_prices[:depth])]
+            top = [agg[p] for p in (prices[: -depth - 1 : -1] if is_bid else prices[:depth])]
             sent = [
                 [text(lv[0]), text(lv[1]), {v: text(s) for v, s in lv[3]}] for lv in top if view.get(lv[0]) != lv[2]
             ]
@@ -88,15 +84,15 @@ def replay(snapshot: str | bytes, frames: list[bytes], venue: str, depth: int) -
             bbo = (best_bid, best_ask)
             message += orjson.dumps({"type": "bbo", "channel": "bbo", "seq": seq, "bid": best_bid, "ask": best_ask})
         spent += clock() - start
-    (_, _, bids, bid_prices), (_, _, asks, ask_prices) = sides
-    top_bids = [[p, bids[p][1]] for p in bid_prices[: -depth - 1 : -1]]
-    return spent, [top_bids, [[p, asks[p][1]] for p in ask_prices[:depth]]]
+    (bid_levels, bid_prices), (ask_levels, ask_prices) = sides
+    top_bids = [[p, bid_levels[p][1]] for p in bid_prices[: -depth - 1 : -1]]
+    return spent, [top_bids, [[p, ask_levels[p][1]] for p in ask_prices[:depth]]]
 
 
-def _best(side: tuple[Any, list[Decimal], dict[Decimal, Level], list[Decimal]], index: int) -> list[Any] | None:
+def _best(side: Side, index: int) -> list[Any] | None:
     """The best level of a side as the ``bbo`` message has it."""
-    prices = side[3]
+    levels_, prices = side
     if not prices:
         return None
-    level = side[2][prices[index]]
+    level = levels_[prices[index]]
     return [text(level[0]), text(level[1]), [v for v, _ in level[3]]]
