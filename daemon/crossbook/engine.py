@@ -157,6 +157,10 @@ class Engine:
             if vb is not None and vb.state is BookState.LIVE:
                 self.consolidated[symbol].update(venue, vb.book.bids(), vb.book.asks())
 
+    def _kept(self, symbol: str) -> bool:
+        """Whether ``symbol``'s consolidated book is kept (``ingest`` inlines this on its hot path)."""
+        return self.watched is None or symbol in self.watched
+
     @property
     def symbols(self) -> list[str]:
         return sorted(self.consolidated)
@@ -286,12 +290,12 @@ class Engine:
         changes.statuses.append(StatusChange(venue, symbol, state, reason, ts))
 
     def _enter(self, symbol: str, venue: str, vb: VenueBook, changes: Changes) -> None:
-        if self.watched is None or symbol in self.watched:
+        if self._kept(symbol):
             self.consolidated[symbol].update(venue, vb.book.bids(), vb.book.asks())
             changes.whole((symbol, None))
 
     def _leave(self, symbol: str, venue: str, vb: VenueBook, changes: Changes) -> None:
         # Not from ``vb.book``: a lent book may already hold what made its connector resync.
-        if vb.state is BookState.LIVE and (self.watched is None or symbol in self.watched):
+        if vb.state is BookState.LIVE and self._kept(symbol):
             self.consolidated[symbol].drop(venue)
             changes.whole((symbol, None))
