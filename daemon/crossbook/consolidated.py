@@ -22,18 +22,25 @@ Attribution = tuple[tuple[str, Decimal], ...]
 class AggLevel:
     """One consolidated price level: total size and each venue's share.
 
-    ``venues`` is an immutable tuple, replaced on change (levels have a few venues; a tuple costs
-    a third of a dict), and ``total`` is the venue's own size object while one venue quotes the
-    level. ``version`` changes with every change to the level (it is unique in its book), so a
-    reader can tell whether a level changed without comparing its attribution.
+    Most levels are quoted by one venue alone: ``solo`` names it and ``total`` is its own size
+    object, so updating such a level builds nothing. Several venues: ``solo`` is None and
+    ``shares`` is an immutable tuple, replaced on change (a tuple costs a third of a dict).
+    ``version`` changes with every change to the level (it is unique in its book), so a reader
+    can tell whether a level changed without comparing its attribution.
     """
 
-    __slots__ = ("total", "venues", "version")
+    __slots__ = ("shares", "solo", "total", "version")
 
-    def __init__(self, total: Decimal, venues: Attribution, version: int) -> None:
+    def __init__(self, total: Decimal, solo: str | None, version: int, shares: Attribution = ()) -> None:
         self.total = total
-        self.venues = venues
+        self.solo = solo
         self.version = version
+        self.shares = shares
+
+    @property
+    def venues(self) -> Attribution:
+        """Each venue's share, sorted by venue."""
+        return ((self.solo, self.total),) if self.solo is not None else self.shares
 
 
 ConsolidatedLevel = tuple[Decimal, Decimal, dict[str, Decimal]]
@@ -78,7 +85,9 @@ class ConsolidatedBook:
         """Take out every level of a venue (it left): found here, so it needs no copy of its book."""
         zero = exact.ZERO
         for levels, prices in ((self._bid_levels, self._bid_prices), (self._ask_levels, self._ask_prices)):
-            quoted = [(p, zero) for p, lv in levels.items() if any(v == venue for v, _ in lv.venues)]
+            quoted = [
+                (p, zero) for p, lv in levels.items() if lv.solo == venue or any(v == venue for v, _ in lv.shares)
+            ]
             self._side(levels, prices, venue, quoted)
 
     def _side(
@@ -91,21 +100,17 @@ class ConsolidatedBook:
             if level is None:
                 if size:
                     version += 1
-                    levels[price] = AggLevel(size, ((venue, size),), version)
+                    levels[price] = AggLevel(size, venue, version)
                     insort(prices, price)
-                continue
-            venues = level.venues
-            if len(venues) == 1 and venues[0][0] == venue:
+            elif level.solo == venue:
                 if not size:
                     del levels[price]
                     del prices[bisect_left(prices, price)]
-                elif venues[0][1] != size:  # equal: the same size, perhaps with other trailing zeros
-                    level.venues = ((venue, size),)
+                elif level.total != size:  # equal: the same size, perhaps with other trailing zeros
                     level.total = size
                     version += 1
                     level.version = version
-                continue
-            if _share(level, venue, size):
+            elif _share(level, venue, size):
                 version += 1
                 level.version = version
         self._version = version
@@ -130,11 +135,11 @@ class ConsolidatedBook:
         if self._bid_prices:
             price = self._bid_prices[-1]
             lv = self._bid_levels[price]
-            bid = (price, lv.total, tuple(v for v, _ in lv.venues))
+            bid = (price, lv.total, _names(lv))
         if self._ask_prices:
             price = self._ask_prices[0]
             lv = self._ask_levels[price]
-            ask = (price, lv.total, tuple(v for v, _ in lv.venues))
+            ask = (price, lv.total, _names(lv))
         return BBO(bid, ask)
 
     def venues(self) -> set[str]:
@@ -149,22 +154,38 @@ class ConsolidatedBook:
         return len(self._bid_prices) + len(self._ask_prices)
 
 
+def _names(level: AggLevel) -> tuple[str, ...]:
+    """The venues quoting a level."""
+    return (level.solo,) if level.solo is not None else tuple(v for v, _ in level.shares)
+
+
 def _share(level: AggLevel, venue: str, size: Decimal) -> bool:
-    """Set one venue's share of a level other venues quote too; False if nothing changed."""
+    """Set one venue's share of a level it does not quote alone; False if nothing changed."""
     venues = level.venues
     for i, (name, share) in enumerate(venues):
         if name == venue:
             if share == size:
                 return False
             if size:
-                level.venues = (*venues[:i], (venue, size), *venues[i + 1 :])
-                level.total = exact.add(exact.sub(level.total, share), size)
+                _set(
+                    level,
+                    (*venues[:i], (venue, size), *venues[i + 1 :]),
+                    exact.add(exact.sub(level.total, share), size),
+                )
             else:
-                level.venues = rest = venues[:i] + venues[i + 1 :]
-                level.total = rest[0][1] if len(rest) == 1 else exact.sub(level.total, share)
+                rest = venues[:i] + venues[i + 1 :]
+                _set(level, rest, rest[0][1] if len(rest) == 1 else exact.sub(level.total, share))
             return True
     if not size:
         return False
-    level.venues = tuple(sorted((*venues, (venue, size))))
-    level.total = exact.add(level.total, size)
+    _set(level, tuple(sorted((*venues, (venue, size)))), exact.add(level.total, size))
     return True
+
+
+def _set(level: AggLevel, shares: Attribution, total: Decimal) -> None:
+    """Give a level these shares (one venue's alone is kept as ``solo``)."""
+    level.total = total
+    if len(shares) == 1:
+        level.solo, level.shares = shares[0][0], ()
+    else:
+        level.solo, level.shares = None, shares

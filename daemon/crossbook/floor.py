@@ -21,7 +21,8 @@ from crossbook.book import L2Book
 from crossbook.exact import levels, text
 
 Level = list[Any]
-"""[price, total size, version, attribution] of the floor's consolidated book."""
+"""[price, total size, version, venue] of the floor's consolidated book (one venue quotes each
+level, as in :class:`~crossbook.consolidated.AggLevel` ``solo``)."""
 Side = tuple[dict[Decimal, Level], list[Decimal]]
 """One side of the floor's consolidated book: its levels and their prices in ascending order."""
 
@@ -35,7 +36,7 @@ def replay(snapshot: str | bytes, frames: list[bytes], venue: str, depth: int) -
     book.replace(levels(snap["bids"]), levels(snap["asks"]))
     sides: list[Side] = []
     for side_levels in (book.bids(), book.asks()):
-        agg: dict[Decimal, Level] = {p: [p, s, 0, ((venue, s),)] for p, s in side_levels}
+        agg: dict[Decimal, Level] = {p: [p, s, 0, venue] for p, s in side_levels}
         sides.append((agg, sorted(agg)))
     views: list[dict[Any, Any]] = [{}, {}]
     version = seq = 0
@@ -60,18 +61,17 @@ def replay(snapshot: str | bytes, frames: list[bytes], venue: str, depth: int) -
                 if level is None:
                     if size:
                         version += 1
-                        agg[price] = [price, size, version, ((venue, size),)]
+                        agg[price] = [price, size, version, venue]
                         insort(prices, price)
                 elif not size:
                     del agg[price]
                     del prices[bisect_left(prices, price)]
                 elif level[1] != size:
                     version += 1
-                    level[1:] = [size, version, ((venue, size),)]
+                    level[1] = size
+                    level[2] = version
             top = [agg[p] for p in (prices[: -depth - 1 : -1] if is_bid else prices[:depth])]
-            sent = [
-                [text(lv[0]), text(lv[1]), {v: text(s) for v, s in lv[3]}] for lv in top if view.get(lv[0]) != lv[2]
-            ]
+            sent = [[text(lv[0]), text(lv[1]), {lv[3]: text(lv[1])}] for lv in top if view.get(lv[0]) != lv[2]]
             kept = {lv[0] for lv in top}
             sent += [[text(p), "0", {}] for p in view if p not in kept]
             view.clear()
@@ -95,4 +95,4 @@ def _best(side: Side, index: int) -> list[Any] | None:
     if not prices:
         return None
     level = levels_[prices[index]]
-    return [text(level[0]), text(level[1]), [v for v, _ in level[3]]]
+    return [text(level[0]), text(level[1]), [level[3]]]
