@@ -1,6 +1,7 @@
 """The crossbook side of ``crossbook.versus`` on a slice of the Binance capture: the fake venue
 serves what the daemon needs to sync, and the daemon ingests every frame into a live book equal
-to the replayed one (cryptofeed is not needed here). Also the in-process ``stages`` and their floor."""
+to the replayed one (cryptofeed is not needed here). Also the in-process ``stages`` and their floor,
+and ``ingest`` on generated Kraken and OKX frames."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from captures import capture
 from crossbook import floor
-from crossbook.bench import bench_stages
+from crossbook.bench import GENERATED, bench_ingest_generated, bench_stages
 from crossbook.loadgen import CAPTURE, load_recording
 from crossbook.versus import run_crossbook
 
@@ -64,3 +65,15 @@ def test_the_floor_keeps_the_consolidated_book_and_refuses_a_gap() -> None:
     ]
     with pytest.raises(ValueError, match="gap"):
         floor.replay(snapshot, [diff(12, 13, [], [])], "v", 2)
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("connector", sorted(GENERATED))
+def test_daemon_ingests_generated_frames_into_the_venues_book(connector: str) -> None:
+    figures = bench_ingest_generated(connector, 300)
+
+    assert figures["book_ok"], figures  # the daemon's consolidated top 20 equals the fake market's
+    assert figures["book_live_without_resync"], figures  # every sequence id (and Kraken checksum) held
+    assert figures["messages"] == 300
+    assert figures["level_updates"] > 300  # counted in the frames sent, ~20 a frame
+    assert figures["level_updates_per_s"] > 0

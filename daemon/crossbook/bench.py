@@ -8,7 +8,9 @@ Bounded scenarios, all on this machine (loopback only), printed as a table and a
    over) pushed by a fake Binance (WebSocket + REST) as fast as the daemon, a child process,
    reads it, with one batched subscriber of ``book``/``bbo``: level updates/s and CPU per frame
    through parser, sync, venue book, consolidation and encoded deltas; the book must end live
-   and equal to the replayed one.
+   and equal to the replayed one. Then the same for Kraken v2 and OKX on ``--frames`` frames of
+   ~20 levels that their test kits' fake venues generate (sequence ids, Kraken's checksums), the
+   book ending equal to the fake market's.
 3. ``fanout``: the fake venue at ``--venue-rate`` frames/s (by default more than the daemon takes,
    so the figures are its capacity); messages/s delivered to 1, 100 and 1,000 batched subscribers
    of ``book.BTC-USDT`` and ``bbo.BTC-USDT``.
@@ -49,7 +51,7 @@ import orjson
 from crossbook import floor, loadgen
 from crossbook.engine import Engine
 from crossbook.hub import DEFAULT_DEPTH, Hub
-from crossbook.model import BookDelta, BookState
+from crossbook.model import BookDelta, BookState, Level
 from crossbook.testing import captures
 
 VENUES = ("sim-a", "sim-b", "sim-c")
@@ -205,6 +207,91 @@ def bench_ingest(rounds: int, subscribers: int = 1) -> dict[str, Any]:
     from crossbook.versus import run_crossbook
 
     return _run(run_crossbook, recording, 300.0, subscribers)
+
+
+GENERATED = {"kraken": ("BTC-USD", "depth = 100\n"), "okx": ("BTC-USDT", 'rest_url = "{rest}"\n')}
+"""Connectors ``ingest`` also feeds generated frames: (symbol, venue keys besides ``ws_url``).
+Their captures are a few hundred frames whose sequence ids and checksums cannot be repeated."""
+
+
+def bench_ingest_generated(connector: str, frames: int, levels_per_frame: int = 20) -> dict[str, Any]:
+    """``frames`` generated frames of the connector's real format (sequence ids, checksums), made
+    by its test kit's fake venue and pushed as fast as the daemon reads them."""
+    return _run(_generated_run, connector, frames, levels_per_frame)
+
+
+async def _generated_run(connector: str, frames: int, levels_per_frame: int) -> dict[str, Any]:
+    from crossbook.testing.fakevenue import FakeVenue
+    from crossbook.testing.market import FakeMarket
+    from crossbook.versus import poll_interval
+    from crossbook_kraken.fake import KrakenDialect
+    from crossbook_okx.fake import OkxDialect
+
+    symbol, keys = GENERATED[connector]
+    market = FakeMarket([symbol], seed=5, levels=90)
+    fake = FakeVenue(KrakenDialect(market) if connector == "kraken" else OkxDialect(market), market)
+    async with fake.running():
+        table = (
+            f'[venues.{connector}]\nconnector = "{connector}"\nsymbols = ["{symbol}"]\ntrades = false\n'
+            f'ws_url = "{fake.ws_url}"\n' + keys.format(rest=fake.rest_url)
+        )
+        with _daemon(table) as (proc, api, metrics):
+            subs = await loadgen.subscribers(api, 1, [f"book.{symbol}", f"bbo.{symbol}"], batch=True)
+            with anyio.fail_after(30):
+                while True:  # another process: nothing to await but its metrics
+                    if await _live_and_in_sync(metrics):
+                        break
+                    await anyio.sleep(0.05)
+            conn = next(c for c in fake.connections if symbol in c.symbols)
+            assert conn.ws is not None
+            encoded = loadgen.encode_changes(fake, conn, symbol, frames, levels_per_frame)
+            level_updates = sum(_frame_levels(frame) for frame in encoded)
+            before = await anyio.to_thread.run_sync(_metric, metrics, "crossbook_venue_messages_total")
+            started = t0, cpu0 = time.perf_counter(), loadgen.cpu_seconds(proc.pid)
+            for frame in encoded:
+                await conn.ws.send(frame)
+            await conn.ws.send(loadgen.SENTINEL.decode())  # unreadable: counted as the one skip
+            with anyio.fail_after(300):
+                while True:
+                    body = await anyio.to_thread.run_sync(loadgen.scrape, metrics)
+                    t1, cpu1 = time.perf_counter(), loadgen.cpu_seconds(proc.pid)
+                    if loadgen.metric_value(body, "crossbook_skipped_events_total") >= 1:
+                        break
+                    count = loadgen.metric_value(body, "crossbook_venue_messages_total") - before
+                    await anyio.sleep(poll_interval(started, t1, count, len(encoded)))
+            in_sync = await _live_and_in_sync(metrics)
+            book = await _api_book(api, symbol, DEFAULT_DEPTH)
+            loadgen.close(subs)
+    truth = market.books[symbol]
+    return {
+        "messages": len(encoded),
+        "level_updates": level_updates,
+        "seconds": t1 - t0,
+        "level_updates_per_s": level_updates / (t1 - t0),
+        "messages_per_s": len(encoded) / (t1 - t0),
+        "cpu_us_per_message": (cpu1 - cpu0) / len(encoded) * 1e6,
+        "daemon_cpu_share": (cpu1 - cpu0) / (t1 - t0),
+        "book_live_without_resync": in_sync,
+        "book_ok": book == (truth.top_bids(DEFAULT_DEPTH), truth.top_asks(DEFAULT_DEPTH)),
+    }
+
+
+def _frame_levels(frame: str) -> int:
+    """Levels a Kraken v2 or OKX book frame carries (both put them in ``data[0]``)."""
+    data = orjson.loads(frame)["data"][0]
+    return len(data["bids"]) + len(data["asks"])
+
+
+async def _api_book(api: int, symbol: str, depth: int) -> tuple[list[Level], list[Level]]:
+    """The daemon's consolidated ``book`` snapshot: (bids, asks) best first."""
+    from websockets.asyncio.client import connect
+
+    async with connect(f"ws://127.0.0.1:{api}/v1/stream", max_size=None) as ws:
+        await ws.send(orjson.dumps({"op": "subscribe", "id": 1, "channels": [f"book.{symbol}"], "depth": depth}))
+        with anyio.fail_after(10):
+            while (msg := orjson.loads(await ws.recv()))["type"] != "snapshot":
+                pass
+    return tuple([(Decimal(p), Decimal(s)) for p, s, _ in msg[side]] for side in ("bids", "asks"))  # type: ignore[return-value]
 
 
 def bench_fanout(seconds: float, counts: list[int], rate: float, batch: bool = True) -> dict[str, Any]:
@@ -508,6 +595,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--venue-rate", type=float, default=10_000.0, help="fanout: Binance frames/s of the fake venue")
     parser.add_argument("--latency-rate", type=float, default=10_000.0, help="latency: frames/s of the fake venue")
     parser.add_argument("--rounds", type=int, default=20, help="ingest, versus: times the recorded diffs are served")
+    parser.add_argument("--frames", type=int, default=30_000, help="ingest: generated Kraken and OKX frames")
     parser.add_argument("--only", choices=SCENARIOS, action="append", help="run these scenarios (repeatable)")
     parser.add_argument("--stalled", type=int, default=100, help="stalled: subscribers that never read")
     args = parser.parse_args(argv)
@@ -516,7 +604,9 @@ def main(argv: list[str] | None = None) -> int:
     if "core" in only:
         results["core"] = bench_core(args.seconds, args.subscribers)
     if "ingest" in only:
-        results["ingest"] = bench_ingest(args.rounds, 1)
+        results["ingest"] = {"binance": bench_ingest(args.rounds, 1)}
+        for connector in GENERATED:
+            results["ingest"][connector] = bench_ingest_generated(connector, args.frames)
     if "fanout" in only:
         results["fanout"] = bench_fanout(args.seconds, [1, 100, 1000], args.venue_rate)
     if "latency" in only:

@@ -37,6 +37,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from crossbook.testing.captures import read_hftbacktest
+from crossbook.testing.fakevenue import FakeConnection, FakeVenue
 
 CAPTURE = "binance/binance_spot_btcusdt_depth100ms_20240808.hftbacktest.gz"
 SYMBOL = "BTC-USDT"
@@ -133,6 +134,18 @@ def load_recording(path: Path, limit: int | None = None, rounds: int = 1) -> Rec
         last = diffs[-1]["u"] + shift
         levels += len(reset["b"]) + len(reset["a"]) + sum(len(d["b"]) + len(d["a"]) for d in diffs)
     return Recording(snapshot, frames, levels, bids, asks)
+
+
+def encode_changes(fake: FakeVenue, conn: FakeConnection, symbol: str, count: int, n: int) -> list[str]:
+    """``count`` changes of ``n`` levels to the fake's market, as its venue sends them to ``conn``
+    (sequence ids, checksums): made before any is sent, so the load generator's own work is not
+    what a benchmark times."""
+    dialect, market = fake.dialect, fake.market
+    out: list[str] = []
+    for _ in range(count):
+        bids, asks = market.change(symbol, n)
+        out += dialect.encode(conn, symbol, dialect.advance(symbol, bids, asks))
+    return out
 
 
 def daemon_venue(port: int) -> str:

@@ -102,7 +102,7 @@ async def run_crossbook(recording: Recording, max_seconds: float = 120.0, subscr
                         break
                     if proc.poll() is not None or now > deadline:
                         raise RuntimeError(f"daemon published {count:.0f} of ~{n} frames: {_tail(log)}")
-                    await asyncio.sleep(_poll_interval(venue.started, now, count, n))
+                    await asyncio.sleep(poll_interval(venue.started, now, count, n))
                 assert venue.started is not None
                 figures = _figures(recording, now - venue.started[0], cpu - venue.started[1])
                 top = await _api_top(api)
@@ -134,7 +134,7 @@ async def run_crossbook(recording: Recording, max_seconds: float = 120.0, subscr
     return figures
 
 
-def _poll_interval(started: tuple[float, float] | None, now: float, count: float, n: int) -> float:
+def poll_interval(started: tuple[float, float] | None, now: float, count: float, n: int) -> float:
     """A quarter of the time the rest should take at the rate so far: few scrapes (which cost the
     daemon CPU), yet the end is seen within a few ms."""
     if started is None or count <= 0:
