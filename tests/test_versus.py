@@ -1,7 +1,7 @@
 """The crossbook side of ``crossbook.versus`` on a slice of the Binance capture: the fake venue
 serves what the daemon needs to sync, and the daemon ingests every frame into a live book equal
 to the replayed one (cryptofeed is not needed here). Also the in-process ``stages`` and their floor,
-and ``ingest`` on generated Kraken and OKX frames."""
+and ``ingest`` on generated Binance, Kraken and OKX frames."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ Bounded scenarios, all on this machine (loopback only), printed as a table and a
    through parser, sync, venue book, consolidation and encoded deltas; the book must end live
    and equal to the replayed one. Then the same for Kraken v2 and OKX on ``--frames`` frames of
    ~20 levels that their test kits' fake venues generate (sequence ids, Kraken's checksums), the
-   book ending equal to the fake market's.
+   book ending equal to the fake market's (Binance's too, when its recording is absent).
 3. ``fanout``: the fake venue at ``--venue-rate`` frames/s (by default more than the daemon takes,
    so the figures are its capacity); messages/s delivered to 1, 100 and 1,000 batched subscribers
    of ``book.BTC-USDT`` and ``bbo.BTC-USDT``.
@@ -198,20 +198,26 @@ def _recording(rounds: int) -> loadgen.Recording | None:
     return loadgen.load_recording(path, rounds=rounds) if path.exists() else None
 
 
-def bench_ingest(rounds: int, subscribers: int = 1) -> dict[str, Any]:
+def bench_ingest(rounds: int, subscribers: int = 1, frames: int = 30_000) -> dict[str, Any]:
     """The recorded Binance depth frames pushed by a fake venue as fast as the daemon reads them,
-    through parser, sync, venue book, consolidation and encoded deltas for ``subscribers``."""
+    through parser, sync, venue book, consolidation and encoded deltas for ``subscribers``
+    (``frames`` generated ones when the recording is absent)."""
     recording = _recording(rounds)
     if recording is None:
-        return {"skipped": f"capture {loadgen.CAPTURE} not present"}
+        return {"source": "generated"} | bench_ingest_generated("binance", frames)
     from crossbook.versus import run_crossbook
 
-    return _run(run_crossbook, recording, 300.0, subscribers)
+    return {"source": loadgen.CAPTURE} | _run(run_crossbook, recording, 300.0, subscribers)
 
 
-GENERATED = {"kraken": ("BTC-USD", "depth = 100\n"), "okx": ("BTC-USDT", 'rest_url = "{rest}"\n')}
-"""Connectors ``ingest`` also feeds generated frames: (symbol, venue keys besides ``ws_url``).
-Their captures are a few hundred frames whose sequence ids and checksums cannot be repeated."""
+GENERATED = {
+    "binance": ("BTC-USDT", 'rest_url = "{rest}"\n'),
+    "kraken": ("BTC-USD", "depth = 100\n"),
+    "okx": ("BTC-USDT", 'rest_url = "{rest}"\n'),
+}
+"""Connectors ``ingest`` can feed generated frames: (symbol, venue keys besides ``ws_url``).
+Kraken's and OKX's captures are a few hundred frames whose sequence ids and checksums cannot be
+repeated; Binance's frames are generated only when its recording is absent."""
 
 
 def bench_ingest_generated(connector: str, frames: int, levels_per_frame: int = 20) -> dict[str, Any]:
@@ -224,12 +230,14 @@ async def _generated_run(connector: str, frames: int, levels_per_frame: int) -> 
     from crossbook.testing.fakevenue import FakeVenue
     from crossbook.testing.market import FakeMarket
     from crossbook.versus import poll_interval
+    from crossbook_binance.fake import BinanceDialect
     from crossbook_kraken.fake import KrakenDialect
     from crossbook_okx.fake import OkxDialect
 
+    dialects = {"binance": BinanceDialect, "kraken": KrakenDialect, "okx": OkxDialect}
     symbol, keys = GENERATED[connector]
     market = FakeMarket([symbol], seed=5, levels=90)
-    fake = FakeVenue(KrakenDialect(market) if connector == "kraken" else OkxDialect(market), market)
+    fake = FakeVenue(dialects[connector](market), market)
     async with fake.running():
         table = (
             f'[venues.{connector}]\nconnector = "{connector}"\nsymbols = ["{symbol}"]\ntrades = false\n'
@@ -277,9 +285,11 @@ async def _generated_run(connector: str, frames: int, levels_per_frame: int) -> 
 
 
 def _frame_levels(frame: str) -> int:
-    """Levels a Kraken v2 or OKX book frame carries (both put them in ``data[0]``)."""
-    data = orjson.loads(frame)["data"][0]
-    return len(data["bids"]) + len(data["asks"])
+    """Levels a Binance, Kraken v2 or OKX book frame carries."""
+    data = orjson.loads(frame)["data"]
+    if isinstance(data, list):  # Kraken, OKX
+        return len(data[0]["bids"]) + len(data[0]["asks"])
+    return len(data["b"]) + len(data["a"])
 
 
 async def _api_book(api: int, symbol: str, depth: int) -> tuple[list[Level], list[Level]]:
@@ -595,7 +605,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--venue-rate", type=float, default=10_000.0, help="fanout: Binance frames/s of the fake venue")
     parser.add_argument("--latency-rate", type=float, default=10_000.0, help="latency: frames/s of the fake venue")
     parser.add_argument("--rounds", type=int, default=20, help="ingest, versus: times the recorded diffs are served")
-    parser.add_argument("--frames", type=int, default=30_000, help="ingest: generated Kraken and OKX frames")
+    parser.add_argument(
+        "--frames",
+        type=int,
+        default=30_000,
+        help="ingest: generated frames (Kraken, OKX; Binance without its recording)",
+    )
     parser.add_argument("--only", choices=SCENARIOS, action="append", help="run these scenarios (repeatable)")
     parser.add_argument("--stalled", type=int, default=100, help="stalled: subscribers that never read")
     args = parser.parse_args(argv)
@@ -604,8 +619,8 @@ def main(argv: list[str] | None = None) -> int:
     if "core" in only:
         results["core"] = bench_core(args.seconds, args.subscribers)
     if "ingest" in only:
-        results["ingest"] = {"binance": bench_ingest(args.rounds, 1)}
-        for connector in GENERATED:
+        results["ingest"] = {"binance": bench_ingest(args.rounds, 1, args.frames)}
+        for connector in ("kraken", "okx"):
             results["ingest"][connector] = bench_ingest_generated(connector, args.frames)
     if "fanout" in only:
         results["fanout"] = bench_fanout(args.seconds, [1, 100, 1000], args.venue_rate)
