@@ -241,7 +241,7 @@ async def _generated_run(connector: str, frames: int, levels_per_frame: int) -> 
     async with fake.running():
         table = (
             f'[venues.{connector}]\nconnector = "{connector}"\nsymbols = ["{symbol}"]\ntrades = false\n'
-            f'ws_url = "{fake.ws_url}"\n' + keys.format(rest=fake.rest_url)
+            f'ws_url = "{fake.ws_url}"\nidle_timeout = 600\n' + keys.format(rest=fake.rest_url)
         )
         with _daemon(table) as (proc, api, metrics):
             subs = await loadgen.subscribers(api, 1, [f"book.{symbol}", f"bbo.{symbol}"], batch=True)
@@ -252,7 +252,11 @@ async def _generated_run(connector: str, frames: int, levels_per_frame: int) -> 
                     await anyio.sleep(0.05)
             conn = next(c for c in fake.connections if symbol in c.symbols)
             assert conn.ws is not None
-            encoded = loadgen.encode_changes(fake, conn, symbol, frames, levels_per_frame)
+            # Seconds of work for large --frames: in a thread, so the fake venue still answers pings
+            # (and the idle timeout above outlasts the silence).
+            encoded = await anyio.to_thread.run_sync(
+                loadgen.encode_changes, fake, conn, symbol, frames, levels_per_frame
+            )
             level_updates = sum(_frame_levels(frame) for frame in encoded)
             before = await anyio.to_thread.run_sync(_metric, metrics, "crossbook_venue_messages_total")
             started = t0, cpu0 = time.perf_counter(), loadgen.cpu_seconds(proc.pid)
