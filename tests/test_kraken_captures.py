@@ -1,5 +1,5 @@
 """Kraken captures replayed: every exchange checksum in them matches the connector's books
-(v1: 4,269; v2: 30 + 19 + the documentation example's 1)."""
+(v1: 4,269; v2: 30 + 19 + the documentation example's 1); how v2's JSON numbers are read."""
 
 from __future__ import annotations
 
@@ -78,3 +78,28 @@ def test_float_text_would_break_the_checksum() -> None:
 
     assert format(Decimal("0.10000000"), "f") == "0.10000000"
     assert str(float("0.10000000")) == "0.1"
+
+
+def test_v2_numbers_keep_their_digits_and_only_prices_and_sizes_are_checked() -> None:
+    from decimal import Decimal
+
+    from crossbook.exact import BadNumber
+    from crossbook.venue import BookUpdate, ConnectionState
+
+    protocol = KrakenProtocol(["BTC-USD"], ws_url="ws://x", depth=10)
+
+    def book(bids: str, extra: str = "") -> BookUpdate:
+        head = '{"channel":"book","type":"update","data":[{"symbol":"BTC/USD","bids":'
+        frame = head + bids + ',"asks":[],"checksum":3310070434' + extra + "}]}"
+        (out,) = protocol.parse(ConnectionState(), frame, 0)
+        assert isinstance(out, BookUpdate)
+        return out
+
+    upd = book('[{"price":95000.10,"qty":2},{"price":1e2,"qty":0.00010000}]', ',"other":-1.5')
+    assert upd.checksum == 3310070434  # an integer stays an int
+    (p1, q1), (p2, q2) = upd.bids
+    assert [format(v, "f") for v in (p1, q1, p2, q2)] == ["95000.10", "2", "100", "0.00010000"]
+    assert all(type(v) is Decimal for v in (p1, q1, p2, q2))
+    for bad in ('[{"price":-1.5,"qty":1.0}]', '[{"price":1.5,"qty":-1}]', '[{"price":"1.5","qty":1.0}]'):
+        with pytest.raises(BadNumber):
+            book(bad)

@@ -81,6 +81,17 @@ def parse(text: str | int) -> Decimal:
         raise BadNumber(f"not a decimal number: {text!r}") from None
 
 
+def json_number(text: str) -> Decimal | str:
+    """A JSON number as :func:`parse` reads its text, for ``json.loads(parse_float=json_number,
+    parse_int=json_number)`` (a venue that sends numbers, not strings, whose digits matter): its
+    Decimal, or the text itself when it is no price or size, so that only a field read as one
+    fails."""
+    try:
+        return _parsed[text]
+    except BadNumber:
+        return text
+
+
 def levels(raw: Iterable[Sequence[Any]]) -> list[tuple[Decimal, Decimal]]:
     """``[[price, size, ...], ...]`` (the shape most venues send) as exact levels, as
     :func:`parse` would read each text but without a call per text: this is the hot path of

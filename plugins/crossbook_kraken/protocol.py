@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from crossbook.book import L2Book
-from crossbook.exact import levels
+from crossbook.exact import BadNumber, json_number, levels
 from crossbook.exact import parse as dec
 from crossbook.model import Level, Side, Trade
 from crossbook.venue import HEARD, BookUpdate, ConnectionState, Output, Rejected, SnapshotSource, Stream, seq_id
@@ -50,8 +50,10 @@ def checksum(book: L2Book) -> int:
 
 
 def _loads(frame: str | bytes) -> Any:
-    """JSON with numbers as Decimals that keep their text (orjson would turn them into floats)."""
-    return json.loads(frame, parse_float=Decimal, parse_int=Decimal)
+    """JSON with fractional numbers as exact Decimals that keep their text (orjson would make them
+    floats; one that is no price or size stays text: :func:`crossbook.exact.json_number`).
+    Integers stay ints: checksums and ids, all different, would churn the parse cache."""
+    return json.loads(frame, parse_float=json_number)
 
 
 def _ns(timestamp: str | None) -> int | None:
@@ -62,13 +64,20 @@ def _ns(timestamp: str | None) -> int | None:
 
 
 def _v2_levels(raw: list[dict[str, Any]]) -> list[Level]:
-    return [(_decimal(level["price"]), _decimal(level["qty"])) for level in raw]
+    out = [(level["price"], level["qty"]) for level in raw]
+    for price, qty in out:
+        if type(price) is not Decimal or type(qty) is not Decimal:
+            return [(_decimal(p), _decimal(q)) for p, q in out]
+    return out
 
 
 def _decimal(value: Any) -> Decimal:
-    if not isinstance(value, Decimal):
-        raise TypeError(f"not a number: {value!r}")
-    return dec(format(value, "f")) if value.is_finite() else dec(str(value))
+    """A price or size: parsed by ``_loads`` already, or an integer such as ``5``."""
+    if type(value) is Decimal:
+        return value
+    if type(value) is int:
+        return dec(str(value))
+    raise BadNumber(f"not a price or size: {value!r}")
 
 
 class KrakenProtocol:
