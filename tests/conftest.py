@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+
 import pytest
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    """``logs.setup`` changes process-wide logging (root handlers and level; the crossbook,
+    websockets and httpx levels): put it back, or a later test in this process loses, say,
+    websockets' DEBUG log of frames."""
+    root = logging.getLogger()
+    handlers = root.handlers[:]
+    touched = [root, *(logging.getLogger(name) for name in ("crossbook", "websockets", "httpx"))]
+    levels = [logger.level for logger in touched]
+    yield
+    root.handlers[:] = handlers
+    for logger, level in zip(touched, levels, strict=True):
+        logger.setLevel(level)

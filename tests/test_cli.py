@@ -111,21 +111,13 @@ def test_environment_override_is_validated(tmp_path: Path) -> None:
 
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restored_logging: None) -> None:
     """No CROSSBOOK_* variables, no /etc file, and the loggers main() sets up restored afterwards."""
     for key in list(os.environ):
         if key.upper().startswith("CROSSBOOK_"):
             monkeypatch.delenv(key)
     monkeypatch.delenv("JOURNAL_STREAM", raising=False)
     monkeypatch.setattr(config, "SYSTEM_CONFIG", tmp_path / "etc" / "crossbook.toml")
-    root = logging.getLogger()
-    handlers = root.handlers[:]
-    touched = [root, *(logging.getLogger(name) for name in ("crossbook", "websockets", "httpx"))]
-    levels = [logger.level for logger in touched]
-    yield
-    root.handlers[:] = handlers
-    for logger, level in zip(touched, levels, strict=True):
-        logger.setLevel(level)
 
 
 @pytest.fixture

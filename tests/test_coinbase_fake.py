@@ -131,8 +131,11 @@ async def test_trades_carry_the_aggressor_side() -> None:
 
 async def test_jwt_goes_in_every_subscribe_and_is_never_logged(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="websockets")  # its frame log: whatever an earlier test set
     token = "eyJ-secret-token"
-    async with rig(subject(), jwt=token) as r:
+    # The fake sends no heartbeats: with the rig's 1 s idle timeout, a 1 s stall of this process
+    # would reconnect and lose the skipped message the test waits to see as a gap.
+    async with rig(subject(), jwt=token, idle_timeout=30) as r:
         await r.converge()
         conn = r.fake.connections[0]
         await r.fake.step("BTC-USD", skip=True)  # the resubscriptions carry it too

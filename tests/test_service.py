@@ -102,6 +102,7 @@ def test_journald_lines_have_priorities_and_no_timestamps(fmt: str) -> None:
         }
 
 
+@pytest.mark.usefixtures("restored_logging")
 def test_log_formats_in_process(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     import logging
 
