@@ -103,3 +103,18 @@ def test_v2_numbers_keep_their_digits_and_only_prices_and_sizes_are_checked() ->
     for bad in ('[{"price":-1.5,"qty":1.0}]', '[{"price":1.5,"qty":-1}]', '[{"price":"1.5","qty":1.0}]'):
         with pytest.raises(BadNumber):
             book(bad)
+
+
+def test_equal_numbers_with_other_digits_have_other_checksums() -> None:
+    from decimal import Decimal
+
+    from crossbook.book import L2Book
+
+    def crc(bid: str, qty: str) -> int:
+        book = L2Book()
+        book.replace([(Decimal(bid), Decimal(qty))], [])
+        return checksum(book)
+
+    assert crc("5.1", "2") == crc("5.1", "2")  # remembered texts
+    assert crc("5.10", "2") != crc("5.1", "2")
+    assert crc("5.1", "2.0") != crc("5.1", "2")

@@ -37,9 +37,23 @@ def venue_symbol(symbol: str, v1: bool = False) -> str:
     return f"{base}/{quote}"
 
 
+_TEXTS: dict[int, tuple[Decimal, str]] = {}
+TEXTS_SIZE = 65536
+"""Checksum texts remembered by the identity of their Decimal (kept alive here, so its id is not
+reused): formatting is ~4x a lookup, and books hold the parse cache's shared objects. Not by
+value: ``5.1`` and ``5.10`` are equal but have different checksum texts."""
+
+
 def _text(value: Decimal) -> str:
     """The number's digits as sent, '.' removed and leading zeros stripped."""
-    return format(value, "f").replace(".", "").lstrip("0")
+    hit = _TEXTS.get(id(value))
+    if hit is not None:
+        return hit[1]
+    text = format(value, "f").replace(".", "").lstrip("0")
+    if len(_TEXTS) >= TEXTS_SIZE:
+        _TEXTS.clear()
+    _TEXTS[id(value)] = (value, text)
+    return text
 
 
 def checksum(book: L2Book) -> int:
