@@ -179,7 +179,9 @@ def test_sums_are_exact() -> None:
     assert book.top_bids(1)[0][1] == D("123456789.12345678") + D("0.00000199")
 
 
-@pytest.mark.parametrize("text", ["1e30", "0." + "0" * 30 + "1", "1" * 37, "NaN", "-1", "Infinity", "x"])
+@pytest.mark.parametrize(
+    "text", ["1e30", "0." + "0" * 30 + "1", "1" * 37, "NaN", "-1", "Infinity", "x", "0e-999999999", "0e+99"]
+)
 def test_exact_parse_rejects_what_no_market_sends(text: str) -> None:
     with pytest.raises(exact.BadNumber):
         exact.parse(text)

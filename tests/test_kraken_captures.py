@@ -100,7 +100,12 @@ def test_v2_numbers_keep_their_digits_and_only_prices_and_sizes_are_checked() ->
     (p1, q1), (p2, q2) = upd.bids
     assert [format(v, "f") for v in (p1, q1, p2, q2)] == ["95000.10", "2", "100", "0.00010000"]
     assert all(type(v) is Decimal for v in (p1, q1, p2, q2))
-    for bad in ('[{"price":-1.5,"qty":1.0}]', '[{"price":1.5,"qty":-1}]', '[{"price":"1.5","qty":1.0}]'):
+    for bad in (
+        '[{"price":-1.5,"qty":1.0}]',
+        '[{"price":1.5,"qty":-1}]',
+        '[{"price":"1.5","qty":1.0}]',
+        '[{"price":0e-999999999999999999,"qty":1.5}]',  # accepted, it would make the checksum's text ~1 EB
+    ):
         with pytest.raises(BadNumber):
             book(bad)
 

@@ -82,10 +82,10 @@ def parse(text: str | int) -> Decimal:
 
 
 def json_number(text: str) -> Decimal | str:
-    """A JSON number as :func:`parse` reads its text, for ``json.loads(parse_float=json_number,
-    parse_int=json_number)`` (a venue that sends numbers, not strings, whose digits matter): its
-    Decimal, or the text itself when it is no price or size, so that only a field read as one
-    fails."""
+    """A JSON number as :func:`parse` reads its text, for ``json.loads(parse_float=json_number)``
+    (a venue that sends numbers, not strings, whose digits matter): its Decimal, or the text itself
+    when it is no price or size, so that only a field read as one fails. Not for ``parse_int`` when
+    integers are ids or checksums: all different, they would churn the cache."""
     try:
         return _parsed[text]
     except BadNumber:
@@ -110,7 +110,11 @@ def _checked(text: str | int) -> Decimal:
         raise BadNumber(f"not a decimal number: {text!r}") from None
     if not value.is_finite() or (value.is_signed() and value != ZERO):
         raise BadNumber(f"not a finite non-negative number: {text!r}")
-    if value and not (MIN_EXPONENT <= value.adjusted() <= MAX_EXPONENT and len(value.as_tuple().digits) <= MAX_DIGITS):
+    if not value:  # a zero's exponent still counts: 0E-999999999 is ~1 GB of text when formatted
+        in_range = MIN_EXPONENT - MAX_DIGITS <= value.as_tuple().exponent <= MAX_EXPONENT  # type: ignore[operator]
+    else:
+        in_range = MIN_EXPONENT <= value.adjusted() <= MAX_EXPONENT and len(value.as_tuple().digits) <= MAX_DIGITS
+    if not in_range:
         raise BadNumber(f"out of range for a price or size: {text!r}")
     return value
 
