@@ -72,8 +72,7 @@ def test_the_floor_keeps_the_consolidated_book_and_refuses_a_gap() -> None:
 def test_daemon_ingests_generated_frames_into_the_venues_book(connector: str) -> None:
     figures = bench_ingest_generated(connector, 300)
 
-    assert figures["book_ok"], figures  # the daemon's consolidated top 20 equals the fake market's
+    assert figures["book_ok"], figures  # the daemon's whole consolidated book equals the fake market's
     assert figures["book_live_without_resync"], figures  # every sequence id (and Kraken checksum) held
     assert figures["messages"] == 300
-    assert figures["level_updates"] > 300  # counted in the frames sent, ~20 a frame
-    assert figures["level_updates_per_s"] > 0
+    assert 300 * 10 < figures["level_updates"] <= 300 * 20  # counted in the frames sent, up to 20 a frame

@@ -220,6 +220,10 @@ Kraken's and OKX's captures are a few hundred frames whose sequence ids and chec
 repeated; Binance's frames are generated only when its recording is absent."""
 
 
+WHOLE_BOOK = 100
+"""Levels a side of the generated books, at most (Kraken's subscribed depth)."""
+
+
 def bench_ingest_generated(connector: str, frames: int, levels_per_frame: int = 20) -> dict[str, Any]:
     """``frames`` generated frames of the connector's real format (sequence ids, checksums), made
     by its test kit's fake venue and pushed as fast as the daemon reads them."""
@@ -236,13 +240,13 @@ async def _generated_run(connector: str, frames: int, levels_per_frame: int) -> 
 
     dialects = {"binance": BinanceDialect, "kraken": KrakenDialect, "okx": OkxDialect}
     symbol, keys = GENERATED[connector]
-    market = FakeMarket([symbol], seed=5, levels=90)
+    market = FakeMarket([symbol], seed=5, levels=WHOLE_BOOK - 10)  # changes reach 5 levels beyond
     fake = FakeVenue(dialects[connector](market), market)
     async with fake.running():
         table = (
             f'[venues.{connector}]\nconnector = "{connector}"\nsymbols = ["{symbol}"]\ntrades = false\n'
             f'ws_url = "{fake.ws_url}"\nidle_timeout = 600\n' + keys.format(rest=fake.rest_url)
-        )
+        ) + f"[consolidated]\ndepth = {WHOLE_BOOK}\n"  # the API then serves the whole book to check
         with _daemon(table) as (proc, api, metrics):
             subs = await loadgen.subscribers(api, 1, [f"book.{symbol}", f"bbo.{symbol}"], batch=True)
             with anyio.fail_after(30):
@@ -259,6 +263,7 @@ async def _generated_run(connector: str, frames: int, levels_per_frame: int) -> 
             )
             level_updates = sum(_frame_levels(frame) for frame in encoded)
             before = await anyio.to_thread.run_sync(_metric, metrics, "crossbook_venue_messages_total")
+            skipped = await anyio.to_thread.run_sync(_metric, metrics, "crossbook_skipped_events_total")
             started = t0, cpu0 = time.perf_counter(), loadgen.cpu_seconds(proc.pid)
             for frame in encoded:
                 await conn.ws.send(frame)
@@ -267,12 +272,12 @@ async def _generated_run(connector: str, frames: int, levels_per_frame: int) -> 
                 while True:
                     body = await anyio.to_thread.run_sync(loadgen.scrape, metrics)
                     t1, cpu1 = time.perf_counter(), loadgen.cpu_seconds(proc.pid)
-                    if loadgen.metric_value(body, "crossbook_skipped_events_total") >= 1:
+                    if loadgen.metric_value(body, "crossbook_skipped_events_total") > skipped:
                         break
                     count = loadgen.metric_value(body, "crossbook_venue_messages_total") - before
                     await anyio.sleep(poll_interval(started, t1, count, len(encoded)))
             in_sync = await _live_and_in_sync(metrics)
-            book = await _api_book(api, symbol, DEFAULT_DEPTH)
+            book = await _api_book(api, symbol, WHOLE_BOOK)
             loadgen.close(subs)
     truth = market.books[symbol]
     return {
@@ -284,7 +289,7 @@ async def _generated_run(connector: str, frames: int, levels_per_frame: int) -> 
         "cpu_us_per_message": (cpu1 - cpu0) / len(encoded) * 1e6,
         "daemon_cpu_share": (cpu1 - cpu0) / (t1 - t0),
         "book_live_without_resync": in_sync,
-        "book_ok": book == (truth.top_bids(DEFAULT_DEPTH), truth.top_asks(DEFAULT_DEPTH)),
+        "book_ok": book == (truth.bids(), truth.asks()),
     }
 
 
