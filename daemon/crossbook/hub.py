@@ -61,11 +61,16 @@ class Session:
     when it has drained its outbox :meth:`Hub.catch_up` sends each channel's current state.
     """
 
-    __slots__ = ("__weakref__", "behind_since", "op_stamp", "op_tokens", "outbox", "queued_bytes", "subs")
+    __slots__ = ("__weakref__", "behind_since", "op_stamp", "op_tokens", "outbox", "queued_bytes", "senders", "subs")
 
     def __init__(self, limits: Limits) -> None:
-        self.outbox: deque[tuple[Sub | None, bytes]] = deque()
-        """(the subscription a channel message belongs to, or None for a reply; the frame)"""
+        self.outbox: deque[bytes] = deque()
+        """The frames to send."""
+        self.senders: deque[Sub | None] = deque()
+        """Beside each frame, the subscription a channel message belongs to (None for a reply). Two
+        deques, not one of pairs: a queued message then makes no object the cyclic garbage
+        collector tracks, and with many subscribers behind, such pairs set off full collections
+        that took half the daemon's time."""
         self.queued_bytes = 0
         self.subs: dict[str, Sub] = {}
         self.behind_since: int | None = None
@@ -74,16 +79,18 @@ class Session:
         self.op_stamp = 0
 
     def push(self, sub: Sub | None, frame: bytes) -> None:
-        self.outbox.append((sub, frame))
+        self.outbox.append(frame)
+        self.senders.append(sub)
         self.queued_bytes += len(frame)
 
     def frames(self) -> list[bytes]:
-        return [frame for _, frame in self.outbox]
+        return list(self.outbox)
 
     def drain(self) -> list[bytes]:
         """Take every queued frame (what a writer would send)."""
-        out = self.frames()
+        out = list(self.outbox)
         self.outbox.clear()
+        self.senders.clear()
         self.queued_bytes = 0
         return out
 
@@ -140,7 +147,8 @@ class Channel:
             sub.seq = seq = sub.seq + 1
             data = b"%b%d%b" % (head, seq, body)  # protocol.frame, inlined
             outbox = session.outbox
-            outbox.append((sub, data))
+            outbox.append(data)
+            session.senders.append(sub)
             session.queued_bytes = queued = session.queued_bytes + len(data)
             if queued > max_bytes or len(outbox) > max_messages:
                 fall_behind(session, now_ns)
@@ -153,17 +161,18 @@ def fall_behind(session: Session, now_ns: int) -> None:
     """Drop the session's queued channel messages (giving their seq numbers back) and stop
     queueing until it catches up; replies stay queued."""
     session.behind_since = now_ns
-    kept: deque[tuple[Sub | None, bytes]] = deque()
-    for sub, data in session.outbox:
+    replies: deque[bytes] = deque()
+    for sub, data in zip(session.senders, session.outbox, strict=True):
         if sub is None:
-            kept.append((sub, data))
+            replies.append(data)
             continue
         sub.seq -= 1
         sub.missed = True
         session.queued_bytes -= len(data)
         if data.startswith(b'{"type":"trade"'):
             sub.dropped += 1
-    session.outbox = kept
+    session.outbox = replies
+    session.senders = deque([None] * len(replies))
 
 
 class BookChannel(Channel):
