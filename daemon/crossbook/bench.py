@@ -310,7 +310,8 @@ async def _api_book(api: int, symbol: str, depth: int) -> tuple[list[Level], lis
         with anyio.fail_after(10):
             while (msg := orjson.loads(await ws.recv()))["type"] != "snapshot":
                 pass
-    return tuple([(Decimal(p), Decimal(s)) for p, s, _ in msg[side]] for side in ("bids", "asks"))  # type: ignore[return-value]
+    bids, asks = ([(Decimal(p), Decimal(s)) for p, s, _ in msg[side]] for side in ("bids", "asks"))
+    return bids, asks
 
 
 def bench_fanout(seconds: float, counts: list[int], rate: float, batch: bool = True) -> dict[str, Any]:

@@ -110,11 +110,10 @@ def _checked(text: str | int) -> Decimal:
         raise BadNumber(f"not a decimal number: {text!r}") from None
     if not value.is_finite() or (value.is_signed() and value != ZERO):
         raise BadNumber(f"not a finite non-negative number: {text!r}")
-    if not value:  # a zero's exponent still counts: 0E-999999999 is ~1 GB of text when formatted
-        in_range = MIN_EXPONENT - MAX_DIGITS <= value.as_tuple().exponent <= MAX_EXPONENT  # type: ignore[operator]
-    else:
-        in_range = MIN_EXPONENT <= value.adjusted() <= MAX_EXPONENT and len(value.as_tuple().digits) <= MAX_DIGITS
-    if not in_range:
+    # A zero's exponent counts too (0E-999999999 is ~1 GB of text formatted); it may be lower than
+    # a nonzero's by MAX_DIGITS, the trailing zeros a plain text may have.
+    low = MIN_EXPONENT if value else MIN_EXPONENT - MAX_DIGITS
+    if not (low <= value.adjusted() <= MAX_EXPONENT and len(value.as_tuple().digits) <= MAX_DIGITS):
         raise BadNumber(f"out of range for a price or size: {text!r}")
     return value
 
