@@ -51,7 +51,7 @@ import orjson
 from crossbook import floor, loadgen
 from crossbook.engine import Engine
 from crossbook.hub import DEFAULT_DEPTH, Hub
-from crossbook.model import BookDelta, BookState, Level
+from crossbook.model import BookDelta, BookState
 from crossbook.testing import captures
 
 VENUES = ("sim-a", "sim-b", "sim-c")
@@ -277,7 +277,7 @@ async def _generated_run(connector: str, frames: int, levels_per_frame: int) -> 
                     count = loadgen.metric_value(body, "crossbook_venue_messages_total") - before
                     await anyio.sleep(poll_interval(started, t1, count, len(encoded)))
             in_sync = await _live_and_in_sync(metrics)
-            book = await _api_book(api, symbol, WHOLE_BOOK)
+            book = await loadgen.api_book(api, symbol, WHOLE_BOOK)
             loadgen.close(subs)
     truth = market.books[symbol]
     return {
@@ -299,19 +299,6 @@ def _frame_levels(frame: str) -> int:
     if isinstance(data, list):  # Kraken, OKX
         return len(data[0]["bids"]) + len(data[0]["asks"])
     return len(data["b"]) + len(data["a"])
-
-
-async def _api_book(api: int, symbol: str, depth: int) -> tuple[list[Level], list[Level]]:
-    """The daemon's consolidated ``book`` snapshot: (bids, asks) best first."""
-    from websockets.asyncio.client import connect
-
-    async with connect(f"ws://127.0.0.1:{api}/v1/stream", max_size=None) as ws:
-        await ws.send(orjson.dumps({"op": "subscribe", "id": 1, "channels": [f"book.{symbol}"], "depth": depth}))
-        with anyio.fail_after(10):
-            while (msg := orjson.loads(await ws.recv()))["type"] != "snapshot":
-                pass
-    bids, asks = ([(Decimal(p), Decimal(s)) for p, s, _ in msg[side]] for side in ("bids", "asks"))
-    return bids, asks
 
 
 def bench_fanout(seconds: float, counts: list[int], rate: float, batch: bool = True) -> dict[str, Any]:

@@ -88,7 +88,7 @@ class Session:
 
     def drain(self) -> list[bytes]:
         """Take every queued frame (what a writer would send)."""
-        out = list(self.outbox)
+        out = self.frames()
         self.outbox.clear()
         self.senders.clear()
         self.queued_bytes = 0

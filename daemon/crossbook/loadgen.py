@@ -31,11 +31,13 @@ from typing import IO, Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 import orjson
+from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from crossbook.model import Level
 from crossbook.testing.captures import read_hftbacktest
 from crossbook.testing.fakevenue import FakeConnection, FakeVenue
 
@@ -146,6 +148,16 @@ def encode_changes(fake: FakeVenue, conn: FakeConnection, symbol: str, count: in
         bids, asks = market.change(symbol, n)
         out += dialect.encode(conn, symbol, dialect.advance(symbol, bids, asks))
     return out
+
+
+async def api_book(port: int, symbol: str, depth: int) -> tuple[list[Level], list[Level]]:
+    """The daemon's consolidated ``book`` snapshot of ``depth`` levels: (bids, asks) best first."""
+    async with connect(f"ws://127.0.0.1:{port}/v1/stream", max_size=None) as ws:
+        await ws.send(orjson.dumps({"op": "subscribe", "id": 1, "channels": [f"book.{symbol}"], "depth": depth}))
+        while (msg := orjson.loads(await asyncio.wait_for(ws.recv(), 10)))["type"] != "snapshot":
+            pass
+    bids, asks = ([(Decimal(p), Decimal(s)) for p, s, _ in msg[side]] for side in ("bids", "asks"))
+    return bids, asks
 
 
 def daemon_venue(port: int) -> str:

@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import orjson
-from websockets.asyncio.client import connect
 
 from crossbook import __version__
 from crossbook.loadgen import (
@@ -46,6 +45,7 @@ from crossbook.loadgen import (
     SYMBOL,
     FakeBinance,
     Recording,
+    api_book,
     child_env,
     close,
     cpu_seconds,
@@ -150,13 +150,8 @@ def _tail(log: IO[str]) -> str:
 
 async def _api_top(api: int) -> tuple[Decimal | None, Decimal | None]:
     """Best bid and ask of the daemon's ``book`` channel snapshot."""
-    async with connect(f"ws://127.0.0.1:{api}/v1/stream", max_size=None) as ws:
-        await ws.send(orjson.dumps({"op": "subscribe", "id": 1, "channels": [f"book.{SYMBOL}"], "depth": 1}))
-        while True:
-            msg = orjson.loads(await asyncio.wait_for(ws.recv(), 10))
-            if msg.get("type") == "snapshot":
-                bids, asks = msg["bids"], msg["asks"]
-                return (Decimal(bids[0][0]) if bids else None, Decimal(asks[0][0]) if asks else None)
+    bids, asks = await api_book(api, SYMBOL, 1)
+    return (bids[0][0] if bids else None, asks[0][0] if asks else None)
 
 
 # -- cryptofeed -----------------------------------------------------------------------------------
