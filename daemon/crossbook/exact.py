@@ -71,7 +71,7 @@ def _parse_text(text: Any) -> Decimal:
 _parsed: _Memo[Any, Decimal] = _Memo(_parse_text, PARSED_CACHE_SIZE)
 
 
-def parse(text: str | int) -> Decimal:
+def parse(text: object) -> Decimal:
     """Parse a venue's price or size text exactly; reject NaN, infinities, negatives and
     values outside the range any market uses (``BadNumber`` is a ``ValueError``: a parser
     raising it makes the frame a counted skip)."""

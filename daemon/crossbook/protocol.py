@@ -49,9 +49,10 @@ def parse_request(data: str | bytes, max_depth: int) -> Request:
     channels: list[str] = []
     depth = None
     if op in ("subscribe", "unsubscribe"):
-        channels = msg.get("channels")  # type: ignore[assignment]
-        if not isinstance(channels, list) or not channels or not all(isinstance(c, str) for c in channels):
+        raw = msg.get("channels")
+        if not isinstance(raw, list) or not raw or not all(isinstance(c, str) for c in raw):
             raise RequestError("bad_request", "'channels' must be a non-empty list of strings", rid)
+        channels = raw
         if op == "subscribe" and "depth" in msg:
             depth = msg["depth"]
             if not isinstance(depth, int) or isinstance(depth, bool) or not 1 <= depth <= max_depth:

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from mypy_extensions import mypyc_attr
+
 from crossbook.book import L2Book
 from crossbook.model import BookDelta, BookSnapshot, BookState, Event, Level, VenueStatus
 from crossbook.venue import BookUpdate, SnapshotSource
@@ -41,6 +43,7 @@ class SequenceRule(Protocol):
         """An update after one already applied (or after an in-stream snapshot)."""
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Unsequenced:
     """No sequence ids (Kraken, whose checksum is the detector; Coinbase, sequenced per connection)."""
 
@@ -51,6 +54,7 @@ class Unsequenced:
         return Verdict.APPLY
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class AfterTimestamp:
     """Ordered by a timestamp only (Bitstamp ``microtimestamp``): drop what the snapshot covers."""
 
@@ -63,6 +67,7 @@ class AfterTimestamp:
         return Verdict.APPLY
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class FirstLastIds:
     """Binance spot: ``U``/``u``; the first kept has ``U <= id+1 <= u``, then ``U == u_prev + 1``.
 
@@ -84,6 +89,7 @@ class FirstLastIds:
         return Verdict.APPLY if upd.first == last + 1 else Verdict.GAP
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class PrevLinked:
     """Chained by the previous id: Binance futures (``pu``) and OKX (``prevSeqId``).
 
@@ -106,6 +112,7 @@ class PrevLinked:
         return Verdict.GAP
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Consecutive:
     """Each update's id is the previous one plus 1 (Bybit ``u``)."""
 
