@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from crossbook import __version__, cli, config
+from crossbook import compiled as crossbook_compiled
 
 VENUE = '[venues.sim-a]\nconnector = "sim"\nsymbols = ["BTC-USDT"]\n'
 GOOD = "[server]\nport = 9100\n" + VENUE
@@ -53,7 +54,8 @@ def write(path: Path, text: str) -> Path:
 
 def test_version(tmp_path: Path) -> None:
     done = crossbook("--version", cwd=tmp_path)
-    assert (done.returncode, done.stdout, done.stderr) == (0, f"crossbook {__version__}\n", "")
+    build = "compiled" if crossbook_compiled() else "pure Python"
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"crossbook {__version__} ({build})\n", "")
 
 
 def test_venues_lists_connector_plugin_distribution_description(tmp_path: Path) -> None:

@@ -48,7 +48,7 @@ from typing import Any
 import anyio
 import orjson
 
-from crossbook import floor, loadgen
+from crossbook import __version__, compiled, floor, loadgen
 from crossbook.engine import Engine
 from crossbook.hub import DEFAULT_DEPTH, Hub
 from crossbook.model import BookDelta, BookState
@@ -612,7 +612,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stalled", type=int, default=100, help="stalled: subscribers that never read")
     args = parser.parse_args(argv)
     only = set(args.only or SCENARIOS)
-    results: dict[str, dict[str, Any]] = {}
+    results: dict[str, dict[str, Any]] = {"build": {"version": __version__, "compiled": compiled()}}
     if "core" in only:
         results["core"] = bench_core(args.seconds, args.subscribers)
     if "ingest" in only:

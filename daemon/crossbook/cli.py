@@ -11,10 +11,12 @@ from typing import Any
 
 import anyio
 
-from crossbook import __version__, logs
+from crossbook import __version__, compiled, logs
 from crossbook.config import Config, ConfigError, Venue, load
 from crossbook.plugins import PluginError, load_connectors
 from crossbook.registry import ConnectorRegistry, RegistryError
+
+BUILDS = {True: "compiled", False: "pure Python"}
 
 log = logging.getLogger("crossbook")
 
@@ -43,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="crossbook", description="Consolidated crypto order books over WebSocket", parents=[_common(True)]
     )
-    parser.add_argument("--version", action="version", version=f"crossbook {__version__}")
+    parser.add_argument("--version", action="version", version=f"crossbook {__version__} ({BUILDS[compiled()]})")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, text in (("run", "run the daemon"), ("check-config", "validate the configuration and exit")):
         cmd = sub.add_parser(name, help=text, description=text, parents=[common])

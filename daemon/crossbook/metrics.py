@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from crossbook import __version__
+from crossbook import __version__, compiled
 from crossbook.hub import Stats
 
 LATENCY_BUCKETS = (
@@ -58,8 +58,8 @@ class VenueMetrics:
 class Metrics:
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
-        build = Gauge("crossbook_build_info", "Build information (always 1)", ["version"], registry=r)
-        build.labels(__version__).set(1)
+        build = Gauge("crossbook_build_info", "Build information (always 1)", ["version", "compiled"], registry=r)
+        build.labels(__version__, str(compiled()).lower()).set(1)
         self.venue_messages = Counter(
             "crossbook_venue_messages_total",
             "Messages received from a venue, with events or without",
