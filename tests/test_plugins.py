@@ -21,6 +21,8 @@ from crossbook.config import ConfigError, load
 from crossbook.connector import ConnectorConfig, Feed
 from crossbook.plugins import PluginError, collect_connectors, load_connectors, make_plugin_manager
 from crossbook.registry import ConnectorRegistry, RegistryError
+from crossbook.sync import AfterTimestamp, Consecutive, FirstLastIds, PrevLinked, SequenceRule, Unsequenced
+from crossbook.venue import RestSnapshots, VenueProtocol
 
 ROOT = Path(__file__).parents[1]
 
@@ -345,3 +347,14 @@ def test_every_hookspec_is_documented_in_the_readme() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     undocumented = [name for name in names if name not in readme]
     assert not undocumented, f"hooks missing from README.md: {undocumented}"
+
+
+@pytest.mark.parametrize(
+    "base",
+    [VenueProtocol, RestSnapshots, SequenceRule, Unsequenced, AfterTimestamp, FirstLastIds, PrevLinked, Consecutive],
+)
+def test_a_plugin_may_subclass_the_toolkits_protocols_and_rules(base: type) -> None:
+    """In a compiled build too (tests/test_compiled.py runs this there): mypyc forbids interpreted
+    subclasses of compiled classes unless they are marked, and of compiled Protocols at all."""
+    subclass = type(f"Plugin{base.__name__}", (base,), {})
+    assert type(subclass()).__mro__[1] is base

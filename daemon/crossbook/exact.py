@@ -103,7 +103,7 @@ def levels(raw: Iterable[Sequence[Any]]) -> list[tuple[Decimal, Decimal]]:
         raise BadNumber(f"not a list of [price, size] levels: {str(raw)[:100]!r}") from None
 
 
-def _checked(text: str | int) -> Decimal:
+def _checked(text: Any) -> Decimal:
     try:
         value = Decimal(text)
     except (InvalidOperation, TypeError, ValueError):

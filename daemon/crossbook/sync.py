@@ -15,11 +15,11 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 from mypy_extensions import mypyc_attr
 
 from crossbook.book import L2Book
+from crossbook.interfaces import SequenceRule as SequenceRule
 from crossbook.model import BookDelta, BookSnapshot, BookState, Event, Level, VenueStatus
 from crossbook.venue import BookUpdate, SnapshotSource
 
@@ -33,14 +33,6 @@ class Verdict(enum.Enum):
     """Already covered by the book (older than the snapshot or the last update)."""
     GAP = "gap"
     """Something is missing between the book and this update."""
-
-
-class SequenceRule(Protocol):
-    def first(self, snapshot_last: int | None, upd: BookUpdate) -> Verdict:
-        """The first update after a REST snapshot whose id is ``snapshot_last``."""
-
-    def next(self, last: int | None, upd: BookUpdate) -> Verdict:
-        """An update after one already applied (or after an in-stream snapshot)."""
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)
