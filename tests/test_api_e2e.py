@@ -164,6 +164,8 @@ async def test_reconstructed_books_equal_the_daemons_at_every_check(
             else:
                 bids, asks = random_levels(rng, 650000, rng.randint(1, 6))
                 feed.publish([BookDelta("BTC-USDT", bids, asks, now)])
+            if rng.random() < 0.7:  # else this message and the next are read together: one update
+                await anyio.lowlevel.checkpoint()
             if step % 50 == 0:
                 await client.sync()
                 await deep.sync()
@@ -185,6 +187,49 @@ async def test_reconstructed_books_equal_the_daemons_at_every_check(
             assert client.frames < len(client.received) * 0.7
         else:
             assert client.frames == len(client.received)
+
+
+async def test_messages_read_together_go_out_as_one_update_per_channel(daemon: tuple[Daemon, Addresses]) -> None:
+    """What a connector publishes before it waits (a venue's backlog read at once) is in the books
+    first, then each book and bbo channel gets one update for all of it: stamped with the earliest
+    message's receive time and exact; no trade or status is left out."""
+    d, addresses = daemon
+    feeds = await live_feeds("alpha", "beta")
+    for feed in feeds.values():
+        feed.publish([BookSnapshot("BTC-USDT", [(Decimal(100), Decimal(1))], [(Decimal(101), Decimal(1))], 1)])
+    async with connect(url(addresses)) as ws:
+        client = Client(ws)
+        channels = ["book.BTC-USDT", "book.BTC-USDT.alpha", "bbo.BTC-USDT", "trades.BTC-USDT", "status"]
+        await client.request(op="subscribe", channels=channels, depth=5)
+        await client.sync()
+        seen = len(client.received)
+        alpha, beta = feeds["alpha"], feeds["beta"]
+        first = alpha.now_ns()
+        alpha.publish([BookDelta("BTC-USDT", [(Decimal(100), Decimal(3))], [], first)])
+        beta.publish([Trade("BTC-USDT", Decimal(101), Decimal(1), Side.BUY, "t1", first + 1, first + 1)])
+        bids, asks = [(Decimal("100.5"), Decimal(2))], [(Decimal(101), Decimal(0))]
+        alpha.publish([BookDelta("BTC-USDT", bids, asks, first + 2)])
+        beta.publish([VenueStatus("BTC-USDT", BookState.SYNCING, first + 3, "gap")])
+        beta.publish([Trade("BTC-USDT", Decimal(101), Decimal(2), Side.SELL, "t2", first + 4, first + 4)])
+        await client.sync()
+        got = [m for m in client.received[seen:] if "channel" in m]
+        by_channel: dict[str, list[dict[str, Any]]] = {}
+        for m in got:
+            by_channel.setdefault(m["channel"], []).append(m)
+        assert [m["type"] for m in by_channel["book.BTC-USDT"]] == ["delta"]
+        assert [m["type"] for m in by_channel["book.BTC-USDT.alpha"]] == ["delta"]
+        assert [m["type"] for m in by_channel["bbo.BTC-USDT"]] == ["bbo"]
+        assert [m["id"] for m in by_channel["trades.BTC-USDT"]] == ["t1", "t2"]
+        assert [(m["venue"], m["state"]) for m in by_channel["status"]] == [("beta", "syncing")]
+        assert {m["ts"] for m in got if m["type"] in ("delta", "bbo")} == {first}
+        assert client_view(client, "book.BTC-USDT") == server_view(d, "BTC-USDT", None, 5)
+        assert client_view(client, "book.BTC-USDT") == {
+            "bids": [("100.5", "2", {"alpha": "2"}), ("100", "3", {"alpha": "3"})],
+            "asks": [],
+        }
+        assert client_view(client, "book.BTC-USDT.alpha") == server_view(d, "BTC-USDT", "alpha", 5)
+        assert by_channel["bbo.BTC-USDT"][0]["bid"] == ["100.5", "2", ["alpha"]]
+        assert by_channel["bbo.BTC-USDT"][0]["ask"] is None
 
 
 async def test_errors_keep_the_connection_open(daemon: tuple[Daemon, Addresses]) -> None:

@@ -7,6 +7,7 @@ closes clients with 1001, stops connectors and returns within the shutdown deadl
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import time
@@ -102,6 +103,10 @@ class Daemon:
         self.server = ApiServer(self.hub, self.engine, self.metrics, self.settings.server)
         self.metrics.export_hub(lambda: self.hub.stats)
         self.feeds: dict[str, VenueFeed] = {}
+        self._pending: Changes | None = None
+        """What changed since subscribers were last told (see :meth:`_publish_pending`)."""
+        self._pending_ns = 0
+        """The local receive time of the earliest venue message in ``_pending``."""
         for venue in venues.values():
             self._add_feed(venue)
 
@@ -112,7 +117,8 @@ class Daemon:
         self.feeds[venue.name] = VenueFeed(self, venue, vm)
 
     def dispatch(self, changes: Changes, recv_ns: int, feed: VenueFeed | None = None) -> None:
-        """Account for what changed (``feed``: the venue whose message it was) and tell subscribers."""
+        """Account for what changed (``feed``: the venue whose message it was); subscribers are told
+        by :meth:`_publish_pending`."""
         if feed is not None:
             self._account(feed, changes)
         for st in changes.statuses:
@@ -126,6 +132,23 @@ class Daemon:
                 st.state.label,
                 f" ({st.reason})" if st.reason else "",
             )
+        if not (changes.books or changes.trades or changes.statuses):
+            return
+        if self._pending is None:
+            self._pending, self._pending_ns = changes, recv_ns
+            asyncio.get_running_loop().call_soon(self._publish_pending)
+        else:
+            self._pending.merge(changes)
+            self._pending_ns = min(self._pending_ns, recv_ns)
+
+    def _publish_pending(self) -> None:
+        """Tell subscribers what the messages read since the last call changed. It runs once the
+        connectors' readers wait for more: under load, every venue message already received is in
+        the books first, and each channel gets one update for all of them instead of one each,
+        which keeps the daemon up with its venues where per-message fan-out would fall behind."""
+        changes, recv_ns = self._pending, self._pending_ns
+        self._pending = None
+        assert changes is not None
         touched = self.hub.publish(changes, recv_ns)
         if touched:
             self.server.wake(touched)

@@ -61,6 +61,19 @@ class Changes:
         else:
             deltas.append((bids, asks))
 
+    def merge(self, later: Changes) -> None:
+        """Add what a later ingest changed, so that messages read together go out as one update
+        per channel. ``book_updates`` and ``skipped`` are not merged: they are counted as they come."""
+        for key in later.books:
+            deltas = later.deltas.get(key)
+            if deltas is None:
+                self.whole(key)
+            else:
+                for bids, asks in deltas:
+                    self.delta(key, bids, asks)
+        self.trades += later.trades
+        self.statuses += later.statuses
+
     def reach(self, key: tuple[str, str | None]) -> tuple[Decimal | None, Decimal | None] | None:
         """(highest bid price, lowest ask price) the deltas to ``key`` set, or None if the book may
         have changed anywhere. Worked out only for a book someone watches."""
