@@ -1,7 +1,7 @@
 """The crossbook side of ``crossbook.versus`` on a slice of the Binance capture: the fake venue
 serves what the daemon needs to sync, and the daemon ingests every frame into a live book equal
 to the replayed one (cryptofeed is not needed here). Also the in-process ``stages`` and their floor,
-and ``ingest`` on generated Binance, Kraken and OKX frames."""
+``ingest`` on generated Binance, Kraken and OKX frames, and the paced ``fanout``/``latency`` run."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from captures import capture
 from crossbook import floor
-from crossbook.bench import GENERATED, bench_ingest_generated, bench_stages
+from crossbook.bench import GENERATED, bench_ingest_generated, bench_latency, bench_stages
 from crossbook.loadgen import CAPTURE, load_recording
 from crossbook.versus import run_crossbook
 
@@ -35,6 +35,18 @@ def test_daemon_ingests_the_recorded_slice_into_a_live_book() -> None:
     # bbo each, at most one a channel per frame (frames read together make one update).
     assert 2 * 2 < figures["client_messages"] < 2 * 2 * 2000
     assert Decimal(figures["best_bid"]) == recording.best_bid
+
+
+@pytest.mark.timeout(90)
+def test_a_paced_run_times_deltas_and_counts_what_it_delivers() -> None:
+    capture(CAPTURE)  # skips (fails under CI) without the recording
+    figures = bench_latency(seconds=1.0, subscribers=3, rate=200.0)
+    assert figures["book_live_without_resync"] is True
+    assert 100 < figures["venue_messages_per_s"] < 300
+    assert figures["client_messages_per_s"] > 100  # 3 subscribers of book and bbo
+    assert figures["client_messages_per_cpu_second"] > figures["client_messages_per_s"]  # a core not used up
+    assert figures["latency_samples"] > 100
+    assert 0 < figures["latency_p50_us"] <= figures["latency_p99_us"] <= figures["latency_max_us"]
 
 
 @pytest.mark.timeout(60)

@@ -12,8 +12,10 @@ Bounded scenarios, all on this machine (loopback only), printed as a table and a
    ~20 levels that their test kits' fake venues generate (sequence ids, Kraken's checksums), the
    book ending equal to the fake market's (Binance's too, when its recording is absent).
 3. ``fanout``: the fake venue at ``--venue-rate`` frames/s (by default more than the daemon takes,
-   so the figures are its capacity); messages/s delivered to 1, 100 and 1,000 batched subscribers
-   of ``book.BTC-USDT`` and ``bbo.BTC-USDT``.
+   so the figures are its capacity); venue frames/s taken and messages/s delivered to 1, 100 and
+   1,000 batched subscribers of ``book.BTC-USDT`` and ``bbo.BTC-USDT``. Frames read together make
+   one update per channel, so a saturated daemon sends fewer, later states: its fan-out capacity
+   is ``client_messages_per_cpu_second`` of a run it keeps up with (``latency_1k``).
 4. ``latency``: 100 subscribers, the venue at ``--latency-rate`` (and at 1,000) frames/s: venue
    frame received by the daemon -> subscriber received, p50/p99/max, timed by 5 probes.
 5. ``e2e``: the daemon with 3 sim venues at ``--rate`` messages/s each and ``--subscribers``
@@ -342,10 +344,14 @@ async def _paced_run(
             proc.terminate()  # while this loop still serves the venue and the subscribers' closes
             await anyio.to_thread.run_sync(proc.wait, 30)
             stop_seconds = time.monotonic() - stopping
+    cpu_share = (cpu1 - cpu0) / (t1 - t0)
     figures = {
         "venue_messages_per_s": (msgs1 - msgs0) / (t1 - t0),
         "client_messages_per_s": (got1 - got0) / (t1 - t0),
-        "daemon_cpu_share": (cpu1 - cpu0) / (t1 - t0),
+        "daemon_cpu_share": cpu_share,
+        # Messages delivered per second of the daemon's CPU: below saturation, what one core would
+        # deliver with this many messages per write (an estimate, not a measured rate).
+        "client_messages_per_cpu_second": (got1 - got0) / max(cpu1 - cpu0, 1e-9),
         "subscribers": subscribers,
         "batched": batch,
         "book_live_without_resync": ok,
