@@ -68,7 +68,7 @@ class Client:
         await self.ws.send(orjson.dumps({**msg, "id": self.ids}).decode())
         while True:
             reply = await self.next()
-            assert reply.get("code") != "rate_limited", reply  # it carries no id: waiting would hang
+            assert reply.get("code") != "rate_limited", reply
             if reply.get("id") == self.ids and "channel" not in reply:
                 return reply
 

@@ -174,6 +174,7 @@ async def test_connection_channel_frame_and_rate_limits(tmp_path: Path) -> None:
             replies = [orjson.loads(await one.recv()) for _ in range(40)]
             assert {r["type"] for r in replies} == {"pong", "error"}
             assert {r["code"] for r in replies if r["type"] == "error"} == {"rate_limited"}
+            assert [r["id"] for r in replies] == list(range(40))  # a refused request is answered too
 
             async def flood() -> None:
                 for i in range(10_000):

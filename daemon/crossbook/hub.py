@@ -255,7 +255,8 @@ class Hub:
         if session.op_tokens < 0:
             if session.op_tokens < -ABUSE_SECONDS * rate:
                 return f"more than {rate:g} requests a second, sustained"
-            self._reply(session, protocol.error("rate_limited", f"at most {rate:g} requests a second"))
+            limited = protocol.error("rate_limited", f"at most {rate:g} requests a second", protocol.request_id(data))
+            self._reply(session, limited)
             return None
         try:
             req = protocol.parse_request(data, self.max_depth)

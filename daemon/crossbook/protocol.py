@@ -60,6 +60,17 @@ def parse_request(data: str | bytes, max_depth: int) -> Request:
     return Request(op, rid, list(dict.fromkeys(channels)), depth)
 
 
+def request_id(data: str | bytes) -> Any:
+    """The ``id`` of a frame refused before it is handled (over the request rate), so that the
+    client waiting for that reply gets it; ``None`` when the frame has no valid one."""
+    try:
+        msg = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    rid = msg.get("id") if isinstance(msg, dict) else None
+    return rid if _valid_id(rid) else None
+
+
 def _valid_id(rid: Any) -> bool:
     if rid is None:
         return True
