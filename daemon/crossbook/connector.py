@@ -34,7 +34,9 @@ class Feed(Protocol):
         """Local wall-clock time in ns: stamp ``recv_ns`` of events with it on receipt."""
 
     def publish(self, events: Sequence[Event]) -> None:
-        """Hand over the events of one venue message. Never blocks; call once per message."""
+        """Hand over the events of one venue message. Never blocks; call once per message. The
+        books change at once; subscribers are told when the connector next waits (for the venue,
+        say), in one update per channel for every message published since."""
 
     def heard(self) -> None:
         """Say the venue sent something without events (heartbeat, ack): it is not silent."""
