@@ -17,9 +17,11 @@ from websockets.asyncio.client import ClientConnection, connect
 import scripted_plugin
 from crossbook.app import Addresses, Daemon
 from crossbook.client import Mirror
+from crossbook.config import load
 from crossbook.connector import Feed
 from crossbook.exact import text
 from crossbook.model import BookDelta, BookSnapshot, BookState, Level, Side, Trade, VenueStatus
+from crossbook.plugins import load_connectors
 from support import running_daemon
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
@@ -230,6 +232,107 @@ async def test_messages_read_together_go_out_as_one_update_per_channel(daemon: t
         assert client_view(client, "book.BTC-USDT.alpha") == server_view(d, "BTC-USDT", "alpha", 5)
         assert by_channel["bbo.BTC-USDT"][0]["bid"] == ["100.5", "2", ["alpha"]]
         assert by_channel["bbo.BTC-USDT"][0]["ask"] is None
+
+
+async def test_a_request_handled_while_updates_are_held_back_comes_after_them(
+    daemon: tuple[Daemon, Addresses],
+) -> None:
+    """A client's request can be handled after a venue message changed the books and before
+    subscribers were told (its reader runs in the same loop pass): what was held back goes out
+    first, so a new subscriber's first bbo and status are current and nothing is sent twice."""
+    d, addresses = daemon
+    feeds = await live_feeds("alpha", "beta")
+    for feed in feeds.values():
+        feed.publish([BookSnapshot("BTC-USDT", [(Decimal(100), Decimal(1))], [(Decimal(101), Decimal(1))], 1)])
+    async with connect(url(addresses)) as ws1, connect(url(addresses)) as ws2:
+        old, new = Client(ws1), Client(ws2)
+        await old.request(op="subscribe", channels=["bbo.BTC-USDT", "status"])
+        await new.sync()
+        (session,) = [s for s in d.server.connections if not s.subs]
+        alpha, beta = feeds["alpha"], feeds["beta"]
+        first = alpha.now_ns()
+        alpha.publish([BookDelta("BTC-USDT", [(Decimal("100.5"), Decimal(2))], [], first)])
+        beta.publish([VenueStatus("BTC-USDT", BookState.SYNCING, first + 1, "gap")])
+        request = orjson.dumps({"op": "subscribe", "id": 9, "channels": ["bbo.BTC-USDT", "status"]})
+        assert d.hub.receive(session, request, alpha.now_ns()) is None  # what ApiServer._read does
+        d.server.wake({session})
+        await old.sync()
+        await new.sync()
+        bbos = [m for m in new.received if m.get("channel") == "bbo.BTC-USDT"]
+        assert [m["bid"] for m in bbos] == [["100.5", "2", ["alpha"]]]
+        states = [(m["venue"], m["symbol"], m["state"]) for m in new.received if m.get("channel") == "status"]
+        assert [st for st in states if st[1] == "BTC-USDT"] == [
+            ("alpha", "BTC-USDT", "live"),
+            ("beta", "BTC-USDT", "syncing"),
+        ]
+        told = [m for m in old.received if m.get("ts") == first]
+        assert [m["channel"] for m in told] == ["bbo.BTC-USDT"]
+        assert [(m["venue"], m["state"]) for m in old.received if m.get("ts") == first + 1] == [("beta", "syncing")]
+
+
+async def test_a_reload_tells_what_was_held_back_before_removing_channels(daemon: tuple[Daemon, Addresses]) -> None:
+    """A trade read before a reload removed its symbol is sent, then ``unsubscribed``."""
+    d, addresses = daemon
+    path = Path(d.config.source)
+
+    def reloader() -> tuple[Any, Any]:
+        config = load(path, environ={})
+        return config, config.venues(load_connectors(config.settings.plugins))
+
+    def drop_eth() -> None:
+        path.write_text(path.read_text().replace('symbols = ["BTC-USDT", "ETH-USDT"]', 'symbols = ["BTC-USDT"]'))
+
+    d.reloader = reloader
+    alpha = (await live_feeds("alpha"))["alpha"]
+    async with connect(url(addresses)) as ws:
+        client = Client(ws)
+        await client.request(op="subscribe", channels=["trades.ETH-USDT"])
+        now = alpha.now_ns()
+        alpha.publish([Trade("ETH-USDT", Decimal(10), Decimal(1), Side.BUY, "t-eth", now, now)])
+        drop_eth()
+        assert d.reload() is True
+        await client.sync()
+        told = [(m["type"], m.get("id")) for m in client.received if m.get("channel") == "trades.ETH-USDT"]
+        assert told == [("trade", "t-eth"), ("unsubscribed", None)]
+
+
+async def test_a_failed_publish_starts_every_subscriber_afresh(
+    daemon: tuple[Daemon, Addresses], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in publishing must not leave subscribers half told: it is logged, and every
+    subscription gets its channel's current state, marked conflated; updates go on."""
+    d, addresses = daemon
+    feeds = await live_feeds("alpha", "beta")
+    alpha = feeds["alpha"]
+    alpha.publish([BookSnapshot("BTC-USDT", [(Decimal(100), Decimal(1))], [(Decimal(101), Decimal(1))], 1)])
+    async with connect(url(addresses)) as ws:
+        client = Client(ws)
+        await client.request(op="subscribe", channels=["book.BTC-USDT", "bbo.BTC-USDT"], depth=5)
+        seen = len(client.received)
+        hub = d.hub
+        real = hub._bbo_update
+
+        def broken(*args: Any) -> None:
+            monkeypatch.setattr(hub, "_bbo_update", real)
+            raise RuntimeError("a bug")
+
+        monkeypatch.setattr(hub, "_bbo_update", broken)
+        alpha.publish([BookDelta("BTC-USDT", [(Decimal("100.5"), Decimal(2))], [], alpha.now_ns())])
+        fresh: list[tuple[str, str]] = []
+        with anyio.fail_after(10):
+            while len(fresh) < 2:
+                msg = await client.next()
+                if msg.get("conflated"):
+                    fresh.append((msg["channel"], msg["type"]))
+        assert "publishing an update failed" in caplog.text
+        assert sorted(fresh) == [("bbo.BTC-USDT", "bbo"), ("book.BTC-USDT", "snapshot")]
+        assert not [m for m in client.received[seen:] if m["type"] == "delta"]  # nothing half told
+        assert client_view(client, "book.BTC-USDT") == server_view(d, "BTC-USDT", None, 5)
+        alpha.publish([BookDelta("BTC-USDT", [(Decimal("100.7"), Decimal(1))], [], alpha.now_ns())])
+        await client.sync()
+        assert client_view(client, "book.BTC-USDT") == server_view(d, "BTC-USDT", None, 5)
+        assert client.received[-2]["type"] == "bbo"  # before the pong
+        assert client.received[-2]["bid"] == ["100.7", "1", ["alpha"]]
 
 
 async def test_errors_keep_the_connection_open(daemon: tuple[Daemon, Addresses]) -> None:

@@ -31,9 +31,10 @@ def test_daemon_ingests_the_recorded_slice_into_a_live_book() -> None:
     assert figures["resyncs"] == 0
     assert figures["skipped_events"] == 1  # only the end-of-recording sentinel
     assert figures["messages_per_s"] > 0
-    # Raw batched subscribers counted book and bbo messages: more than their snapshot and first
-    # bbo each, at most one a channel per frame (frames read together make one update).
-    assert 2 * 2 < figures["client_messages"] < 2 * 2 * 2000
+    # Raw batched subscribers counted book and bbo messages: at most one a channel per frame
+    # (frames read together make one update), and updates all along: one read brings at most
+    # ~250 KB (~190 frames), so 2,000 frames take 10 reads or more.
+    assert 2 * 10 < figures["client_messages"] < 2 * 2 * 2000
     assert Decimal(figures["best_bid"]) == recording.best_bid
 
 
@@ -42,7 +43,7 @@ def test_a_paced_run_times_deltas_and_counts_what_it_delivers() -> None:
     capture(CAPTURE)  # skips (fails under CI) without the recording
     figures = bench_latency(seconds=1.0, subscribers=3, rate=200.0)
     assert figures["book_live_without_resync"] is True
-    assert 100 < figures["venue_messages_per_s"] < 300
+    assert 50 < figures["venue_messages_per_s"] < 1000  # 200 a second, give or take a stall
     assert figures["client_messages_per_s"] > 100  # 3 subscribers of book and bbo
     assert figures["client_messages_per_cpu_second"] > figures["client_messages_per_s"]  # a core not used up
     assert figures["latency_samples"] > 100

@@ -107,6 +107,7 @@ class Daemon:
         """What changed since subscribers were last told (see :meth:`_publish_pending`)."""
         self._pending_ns = 0
         """The local receive time of the earliest venue message in ``_pending``."""
+        self.hub.publish_held = self._publish_pending
         for venue in venues.values():
             self._add_feed(venue)
 
@@ -143,13 +144,19 @@ class Daemon:
 
     def _publish_pending(self) -> None:
         """Tell subscribers what the messages read since the last call changed. It runs once the
-        connectors' readers wait for more: under load, every venue message already received is in
-        the books first, and each channel gets one update for all of them instead of one each,
-        which keeps the daemon up with its venues where per-message fan-out would fall behind."""
+        connectors' readers wait for more (and before the hub handles a request, see
+        :attr:`Hub.publish_held`): under load, every venue message already received is in the
+        books first, and each channel gets one update for all of them instead of one each, which
+        keeps the daemon up with its venues where per-message fan-out would fall behind."""
         changes, recv_ns = self._pending, self._pending_ns
+        if changes is None:
+            return  # published already, before a request
         self._pending = None
-        assert changes is not None
-        touched = self.hub.publish(changes, recv_ns)
+        try:
+            touched = self.hub.publish(changes, recv_ns)
+        except Exception:  # a bug: subscribers must not be left half told
+            log.exception("publishing an update failed; every subscriber gets its channels' state afresh")
+            touched = self.hub.conflate_all(time.time_ns())
         if touched:
             self.server.wake(touched)
             self.metrics.latency.observe(max(0, time.time_ns() - recv_ns) / 1e9)

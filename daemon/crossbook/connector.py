@@ -35,8 +35,8 @@ class Feed(Protocol):
 
     def publish(self, events: Sequence[Event]) -> None:
         """Hand over the events of one venue message. Never blocks; call once per message. The
-        books change at once; subscribers are told when the connector next waits (for the venue,
-        say), in one update per channel for every message published since."""
+        books change at once; subscribers are told once the connector waits (for the venue, say),
+        in one update per channel for every message published since, by it and by others."""
 
     def heard(self) -> None:
         """Say the venue sent something without events (heartbeat, ack): it is not silent."""

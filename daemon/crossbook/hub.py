@@ -10,7 +10,7 @@ the server's top ``depth`` at that ``seq``.
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -196,6 +196,10 @@ class BboChannel(Channel):
         self.last: BBO | None = None
 
 
+def _nothing_held() -> None:
+    pass
+
+
 def _levels(levels: list[Change]) -> list[list[Any]]:
     out: list[list[Any]] = []
     for price, size, venues in levels:
@@ -229,6 +233,10 @@ class Hub:
         self._bbo: dict[str, BboChannel] = {}
         self._trades: dict[str, Channel] = {}
         self._status = Channel("status", self.stats)
+        self.publish_held: Callable[[], None] = _nothing_held
+        """Publishes what the daemon holds back to publish later (messages read together make one
+        update). Called before a request, a catch-up or a prune is handled, so what they send is
+        never ahead of the channels' last messages, nor sent before them."""
 
     # -- connections --------------------------------------------------------------------------
 
@@ -248,6 +256,7 @@ class Hub:
 
         Returns why the connection must be closed (policy violation), or ``None``.
         """
+        self.publish_held()
         rate = self.limits.max_ops_per_second
         session.op_tokens = min(rate, session.op_tokens + (now_ns - session.op_stamp) * rate / 1e9)
         session.op_stamp = now_ns
@@ -400,6 +409,7 @@ class Hub:
         the latest values; trades: a ``conflated`` notice with how many were dropped)."""
         if session.behind_since is None:
             return
+        self.publish_held()
         session.behind_since = None
         for sub in session.subs.values():
             if not sub.missed:
@@ -431,6 +441,7 @@ class Hub:
     def prune(self) -> set[Session]:
         """Drop subscriptions to channels that no longer exist (after a reload), telling each
         subscriber; returns the sessions told."""
+        self.publish_held()
         touched: set[Session] = set()
         for session in self.sessions:
             gone = [name for name in session.subs if not self._known(name)]
@@ -440,6 +451,24 @@ class Hub:
                 self._reply(session, protocol.encode({"type": "unsubscribed", "channel": name, "reason": reason}))
                 touched.add(session)
         return touched
+
+    def conflate_all(self, now_ns: int) -> set[Session]:
+        """Start every subscriber afresh, as one that fell behind (after a failed publish, which
+        may have told some subscribers and not others): each channel's view is its book's again,
+        and each subscription gets the current state when its session's writer catches it up.
+        Returns every session."""
+        for groups in self._books.values():
+            for channel in groups.values():
+                self._update(channel, True)
+                self._update(channel, False)
+        for bbo in self._bbo.values():
+            bbo.last = self.engine.consolidated[bbo.symbol].bbo()
+        for session in self.sessions:
+            if session.behind_since is None:
+                fall_behind(session, now_ns)
+            for sub in session.subs.values():
+                sub.missed = True
+        return set(self.sessions)
 
     # -- publishing ---------------------------------------------------------------------------
 
