@@ -256,7 +256,6 @@ class Hub:
 
         Returns why the connection must be closed (policy violation), or ``None``.
         """
-        self.publish_held()
         rate = self.limits.max_ops_per_second
         session.op_tokens = min(rate, session.op_tokens + (now_ns - session.op_stamp) * rate / 1e9)
         session.op_stamp = now_ns
@@ -267,6 +266,9 @@ class Hub:
             limited = protocol.error("rate_limited", f"at most {rate:g} requests a second", protocol.request_id(data))
             self._reply(session, limited)
             return None
+        # Not before a refused request, whose error reads no book: a flood over the rate cannot
+        # force an update per venue message.
+        self.publish_held()
         try:
             req = protocol.parse_request(data, self.max_depth)
             if req.op == "subscribe":
