@@ -6,6 +6,7 @@ the rest call :func:`crossbook.cli.main` in-process.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 import os
@@ -56,6 +57,17 @@ def test_version(tmp_path: Path) -> None:
     done = crossbook("--version", cwd=tmp_path)
     build = "compiled" if crossbook_compiled() else "pure Python"
     assert (done.returncode, done.stdout, done.stderr) == (0, f"crossbook {__version__} ({build})\n", "")
+
+
+def test_the_daemon_collects_young_garbage_less_often_and_skips_what_start_up_made() -> None:
+    thresholds = gc.get_threshold()
+    try:
+        cli.tune_gc()
+        assert gc.get_threshold() == (cli.GC_YOUNG_THRESHOLD, *thresholds[1:])
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
 
 
 def test_venues_lists_connector_plugin_distribution_description(tmp_path: Path) -> None:
