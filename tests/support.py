@@ -8,7 +8,7 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,16 @@ from crossbook.plugins import load_connectors
 
 TESTS = Path(__file__).parent
 ROOT = TESTS.parent
+
+
+def reloader(path: Path) -> Callable[[], tuple[Any, Any]]:
+    """What ``Daemon.reloader`` is in ``crossbook run``: the config at ``path`` read again."""
+
+    def reload() -> tuple[Any, Any]:
+        config = load(path, environ={})
+        return config, config.venues(load_connectors(config.settings.plugins))
+
+    return reload
 
 
 @contextlib.asynccontextmanager

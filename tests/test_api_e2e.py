@@ -17,12 +17,10 @@ from websockets.asyncio.client import ClientConnection, connect
 import scripted_plugin
 from crossbook.app import Addresses, Daemon
 from crossbook.client import Mirror
-from crossbook.config import load
 from crossbook.connector import Feed
 from crossbook.exact import text
 from crossbook.model import BookDelta, BookSnapshot, BookState, Level, Side, Trade, VenueStatus
-from crossbook.plugins import load_connectors
-from support import running_daemon
+from support import reloader, running_daemon
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -275,14 +273,10 @@ async def test_a_reload_tells_what_was_held_back_before_removing_channels(daemon
     d, addresses = daemon
     path = Path(d.config.source)
 
-    def reloader() -> tuple[Any, Any]:
-        config = load(path, environ={})
-        return config, config.venues(load_connectors(config.settings.plugins))
-
     def drop_eth() -> None:
         path.write_text(path.read_text().replace('symbols = ["BTC-USDT", "ETH-USDT"]', 'symbols = ["BTC-USDT"]'))
 
-    d.reloader = reloader
+    d.reloader = reloader(path)
     alpha = (await live_feeds("alpha"))["alpha"]
     async with connect(url(addresses)) as ws:
         client = Client(ws)

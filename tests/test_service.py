@@ -18,10 +18,8 @@ from websockets.asyncio.client import connect
 
 import scripted_plugin
 from crossbook.client import Mirror
-from crossbook.config import load
 from crossbook.model import BookSnapshot, BookState
-from crossbook.plugins import load_connectors
-from support import daemon_process, running_daemon
+from support import daemon_process, reloader, running_daemon
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -140,12 +138,7 @@ async def test_reload_adds_and_removes_without_dropping_unchanged_subscribers(tm
     async with running_daemon(tmp_path, TOML.format(extra=beta)) as (daemon, addresses):
         path = tmp_path / "crossbook.toml"
         base = path.read_text()
-
-        def reloader() -> tuple[Any, Any]:
-            config = load(path, environ={})
-            return config, config.venues(load_connectors(config.settings.plugins))
-
-        daemon.reloader = reloader
+        daemon.reloader = reloader(path)
         alpha = await scripted_plugin.feed("alpha")
         alpha.publish([BookSnapshot("BTC-USDT", [(Decimal(100), Decimal(1))], [], alpha.now_ns())])
         async with connect(f"ws://127.0.0.1:{addresses.api_port}/v1/stream") as ws:

@@ -34,15 +34,7 @@ class Request:
 
 def parse_request(data: str | bytes, max_depth: int) -> Request:
     """Validate one client frame; raises :class:`RequestError` naming what is wrong."""
-    try:
-        msg = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise RequestError("bad_json", f"not valid JSON: {exc}") from None
-    if not isinstance(msg, dict):
-        raise RequestError("bad_json", "a request must be a JSON object")
-    rid = msg.get("id")
-    if not _valid_id(rid):
-        raise RequestError("bad_request", "'id' must be a 64-bit integer or a string of at most 64 characters")
+    msg, rid = _object_and_id(data)
     op = msg.get("op")
     if op not in OPS:
         raise RequestError("unknown_op", f"unknown op {op!r}; expected one of {', '.join(OPS)}", rid)
@@ -64,11 +56,23 @@ def request_id(data: str | bytes) -> Any:
     """The ``id`` of a frame refused before it is handled (over the request rate), so that the
     client waiting for that reply gets it; ``None`` when the frame has no valid one."""
     try:
-        msg = orjson.loads(data)
-    except orjson.JSONDecodeError:
+        return _object_and_id(data)[1]
+    except RequestError:
         return None
-    rid = msg.get("id") if isinstance(msg, dict) else None
-    return rid if _valid_id(rid) else None
+
+
+def _object_and_id(data: str | bytes) -> tuple[dict[str, Any], Any]:
+    """A request's JSON object and its valid ``id``: what every frame must be before its op."""
+    try:
+        msg = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError("bad_json", f"not valid JSON: {exc}") from None
+    if not isinstance(msg, dict):
+        raise RequestError("bad_json", "a request must be a JSON object")
+    rid = msg.get("id")
+    if not _valid_id(rid):
+        raise RequestError("bad_request", "'id' must be a 64-bit integer or a string of at most 64 characters")
+    return msg, rid
 
 
 def _valid_id(rid: Any) -> bool:
