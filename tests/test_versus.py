@@ -1,7 +1,8 @@
 """The crossbook side of ``crossbook.versus`` on a slice of the Binance capture: the fake venue
 serves what the daemon needs to sync, and the daemon ingests every frame into a live book equal
 to the replayed one (cryptofeed is not needed here). Also the in-process ``stages`` and their floor,
-``ingest`` on generated Binance, Kraken and OKX frames, and the paced ``fanout``/``latency`` run."""
+``ingest`` on generated Binance, Kraken and OKX frames, the paced ``fanout``/``latency`` run, and the
+floor of its writes."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 
 from captures import capture
 from crossbook import floor
-from crossbook.bench import GENERATED, bench_ingest_generated, bench_latency, bench_stages
+from crossbook.bench import GENERATED, bench_ingest_generated, bench_latency, bench_stages, bench_writes
 from crossbook.loadgen import CAPTURE, load_recording
 from crossbook.versus import run_crossbook
 
@@ -46,8 +47,21 @@ def test_a_paced_run_times_deltas_and_counts_what_it_delivers() -> None:
     assert 50 < figures["venue_messages_per_s"] < 1000  # 200 a second, give or take a stall
     assert figures["client_messages_per_s"] > 100  # 3 subscribers of book and bbo
     assert figures["client_messages_per_cpu_second"] > figures["client_messages_per_s"]  # a core not used up
+    assert 100 < figures["client_bytes_per_message"] < 2_000  # a delta of a few levels, a bbo
     assert figures["latency_samples"] > 100
     assert 0 < figures["latency_p50_us"] <= figures["latency_p99_us"] <= figures["latency_max_us"]
+
+
+@pytest.mark.timeout(60)
+def test_the_write_floor_times_every_send_and_the_reader_gets_every_byte() -> None:
+    figures = bench_writes(seconds=0.2, subscribers=5, rate=200.0, payload=1000)
+    assert figures["writes"] == 40 * 5
+    assert figures["all_bytes_read"] is True
+    assert 0 < figures["cpu_us_per_write"] < 10_000
+    one, two = figures["messages_per_cpu_second_1_a_write"], figures["messages_per_cpu_second_2_a_write"]
+    assert two == pytest.approx(2 * one)
+    assert one == pytest.approx(1e6 / figures["cpu_us_per_write"])
+    assert figures["median_subscriber_wait_us"] == pytest.approx(3 * figures["cpu_us_per_write"])
 
 
 @pytest.mark.timeout(60)

@@ -29,14 +29,22 @@ Bounded scenarios, all on this machine (loopback only), printed as a table and a
    sync, in the engine (venue and consolidated books), and in the hub (views, diffs, encoding
    for one session of ``book`` and ``bbo``): where a frame's time goes, without I/O. Beside them,
    the same work inlined in one loop (:mod:`crossbook.floor`): what the structure costs.
+10. ``writes``: the floor under ``fanout`` and ``latency``: CPU per bare ``send()`` of a batched
+    update's bytes to each of 100 loopback sockets that another process drains, 1,000 rounds a
+    second (as ``latency_1k``'s frames come), and what it
+    bounds on one core with nothing else to do: messages per CPU-second at 1 and 2 messages a
+    write, the messages a write must carry for 1M a second, and the median subscriber's wait
+    behind the writes to the others.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import multiprocessing
 import random
 import re
+import select
 import socket
 import statistics
 import subprocess
@@ -335,8 +343,10 @@ async def _paced_run(
                 sub.latencies_ns.clear()
             msgs0 = await anyio.to_thread.run_sync(_metric, metrics, "crossbook_venue_messages_total")
             got0, cpu0, t0 = sum(s.messages for s in subs), loadgen.cpu_seconds(proc.pid), time.perf_counter()
+            bytes0 = sum(s.bytes for s in subs)
             await anyio.sleep(seconds)
             got1, cpu1, t1 = sum(s.messages for s in subs), loadgen.cpu_seconds(proc.pid), time.perf_counter()
+            bytes1 = sum(s.bytes for s in subs)
             msgs1 = await anyio.to_thread.run_sync(_metric, metrics, "crossbook_venue_messages_total")
             ok = await _live_and_in_sync(metrics)
             loadgen.close(subs)
@@ -352,6 +362,7 @@ async def _paced_run(
         # Messages delivered per second of the daemon's CPU: below saturation, what one core would
         # deliver with this many messages per write (an estimate, not a measured rate).
         "client_messages_per_cpu_second": (got1 - got0) / max(cpu1 - cpu0, 1e-9),
+        "client_bytes_per_message": (bytes1 - bytes0) / max(got1 - got0, 1),
         "subscribers": subscribers,
         "batched": batch,
         "book_live_without_resync": ok,
@@ -597,7 +608,90 @@ def _close(socks: list[socket.socket]) -> dict[str, Any]:
     return {}
 
 
-SCENARIOS = ["core", "ingest", "fanout", "latency", "e2e", "stalled", "memory", "captures", "stages", "versus"]
+WRITE_BYTES = 720
+"""What the daemon writes to a batched subscriber of ``book`` (depth 20) and ``bbo`` for one
+recorded Binance frame, about: ``client_bytes_per_message`` of ``latency_1k`` (~360), twice."""
+
+
+def bench_writes(
+    seconds: float, subscribers: int = 100, rate: float = 1000.0, payload: int = WRITE_BYTES
+) -> dict[str, Any]:
+    """CPU per ``send()`` of ``payload`` bytes to each of ``subscribers`` loopback sockets in turn,
+    ``rate`` times a second (as updates come: the reader, another process, then waits for each),
+    for ``seconds``. One write per subscriber per update is the least fan-out does; on loopback
+    its cost includes the kernel's delivery to the reader, as the daemon's does."""
+    rounds = max(1, round(seconds * rate))
+    receiving, sending = multiprocessing.Pipe(duplex=False)
+    with socket.create_server(("127.0.0.1", 0), backlog=subscribers) as server:
+        reader = multiprocessing.get_context("fork").Process(
+            target=_drain, args=(server.getsockname()[1], subscribers, sending), daemon=True
+        )
+        reader.start()
+        conns = [server.accept()[0] for _ in range(subscribers)]
+    data = b"x" * payload
+    try:
+        for conn in conns:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as asyncio and uvloop do
+        cpu = 0.0
+        tick = time.perf_counter()
+        for _ in range(rounds):
+            cpu0 = time.process_time()
+            for conn in conns:
+                conn.sendall(data)
+            cpu += time.process_time() - cpu0
+            tick += 1 / rate
+            time.sleep(max(0.0, tick - time.perf_counter()))  # pacing, as a venue's frames come
+    finally:
+        for conn in conns:
+            conn.close()
+    received = receiving.recv() if receiving.poll(60) else 0
+    reader.join(10)
+    us = cpu / (rounds * subscribers) * 1e6
+    return {
+        "subscribers": subscribers,
+        "payload_bytes": payload,
+        "writes": rounds * subscribers,
+        "all_bytes_read": received == rounds * subscribers * payload,
+        "cpu_us_per_write": us,
+        "messages_per_cpu_second_1_a_write": 1e6 / us,
+        "messages_per_cpu_second_2_a_write": 2e6 / us,
+        "messages_a_write_for_1M_per_s": us,  # 1M a second leaves 1 µs a message
+        "median_subscriber_wait_us": (subscribers + 1) / 2 * us,
+    }
+
+
+def _drain(port: int, count: int, report: Any) -> None:
+    """The reading side of :func:`bench_writes`: ``count`` connections, read until each closes;
+    reports the bytes read."""
+    conns = [socket.create_connection(("127.0.0.1", port)) for _ in range(count)]
+    poller = select.epoll()
+    by_fd = {conn.fileno(): conn for conn in conns}
+    for fd in by_fd:
+        poller.register(fd, select.EPOLLIN)
+    total = 0
+    while by_fd:
+        for fd, _ in poller.poll():
+            chunk = by_fd[fd].recv(1 << 20)
+            total += len(chunk)
+            if not chunk:
+                poller.unregister(fd)
+                by_fd.pop(fd).close()
+    report.send(total)
+
+
+SCENARIOS = [
+    "core",
+    "ingest",
+    "fanout",
+    "latency",
+    "e2e",
+    "stalled",
+    "memory",
+    "captures",
+    "stages",
+    "versus",
+    "writes",
+]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -644,6 +738,8 @@ def main(argv: list[str] | None = None) -> int:
         from crossbook.versus import bench_versus
 
         results["versus"] = bench_versus(rounds=args.rounds)
+    if "writes" in only:
+        results["writes"] = bench_writes(args.seconds)
     for scenario, figures in results.items():
         _table(scenario, figures)
     print(orjson.dumps(results).decode())

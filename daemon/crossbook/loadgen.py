@@ -312,6 +312,8 @@ class Subscriber(asyncio.Protocol):
         self.probe = probe
         self.query = query
         self.messages = 0
+        self.bytes = 0
+        """Bytes received after the handshake (frame headers included)."""
         self.latencies_ns: list[int] = []
         self.upgraded = False
         self.buffer = b""
@@ -337,6 +339,7 @@ class Subscriber(asyncio.Protocol):
             self.upgraded = True
             assert self.transport is not None
             self.transport.write(_client_frame(self.request))
+        self.bytes += len(data)
         if not self.subscribed.is_set() and b'"type":"ack"' in data:
             self.subscribed.set()
         self.messages += data.count(b'"seq":')
