@@ -191,15 +191,17 @@ async def test_reconstructed_books_equal_the_daemons_at_every_check(
 
 async def test_messages_read_together_go_out_as_one_update_per_channel(daemon: tuple[Daemon, Addresses]) -> None:
     """What a connector publishes before it waits (a venue's backlog read at once) is in the books
-    first, then each book and bbo channel gets one update for all of it: stamped with the earliest
-    message's receive time and exact; no trade or status is left out."""
+    first, then each book and bbo channel gets one update for all of it: stamped with the receive
+    time of the earliest message that changed its book, and exact; no trade or status is left out."""
     d, addresses = daemon
     feeds = await live_feeds("alpha", "beta")
     for feed in feeds.values():
         feed.publish([BookSnapshot("BTC-USDT", [(Decimal(100), Decimal(1))], [(Decimal(101), Decimal(1))], 1)])
+    feeds["alpha"].publish([BookSnapshot("ETH-USDT", [(Decimal(10), Decimal(1))], [], 1)])
     async with connect(url(addresses)) as ws:
         client = Client(ws)
         channels = ["book.BTC-USDT", "book.BTC-USDT.alpha", "bbo.BTC-USDT", "trades.BTC-USDT", "status"]
+        channels.append("book.ETH-USDT")
         await client.request(op="subscribe", channels=channels, depth=5)
         await client.sync()
         seen = len(client.received)
@@ -207,8 +209,10 @@ async def test_messages_read_together_go_out_as_one_update_per_channel(daemon: t
         first = alpha.now_ns()
         alpha.publish([BookDelta("BTC-USDT", [(Decimal(100), Decimal(3))], [], first)])
         beta.publish([Trade("BTC-USDT", Decimal(101), Decimal(1), Side.BUY, "t1", first + 1, first + 1)])
+        alpha.publish([BookDelta("ETH-USDT", [(Decimal(10), Decimal(2))], [], first + 2)])
         bids, asks = [(Decimal("100.5"), Decimal(2))], [(Decimal(101), Decimal(0))]
         alpha.publish([BookDelta("BTC-USDT", bids, asks, first + 2)])
+        alpha.publish([BookDelta("ETH-USDT", [(Decimal(9), Decimal(1))], [], first + 3)])
         beta.publish([VenueStatus("BTC-USDT", BookState.SYNCING, first + 3, "gap")])
         beta.publish([Trade("BTC-USDT", Decimal(101), Decimal(2), Side.SELL, "t2", first + 4, first + 4)])
         await client.sync()
@@ -221,7 +225,9 @@ async def test_messages_read_together_go_out_as_one_update_per_channel(daemon: t
         assert [m["type"] for m in by_channel["bbo.BTC-USDT"]] == ["bbo"]
         assert [m["id"] for m in by_channel["trades.BTC-USDT"]] == ["t1", "t2"]
         assert [(m["venue"], m["state"]) for m in by_channel["status"]] == [("beta", "syncing")]
-        assert {m["ts"] for m in got if m["type"] in ("delta", "bbo")} == {first}
+        assert {m["ts"] for m in got if m["type"] in ("delta", "bbo") and "BTC" in m["channel"]} == {first}
+        assert [(m["type"], m["ts"]) for m in by_channel["book.ETH-USDT"]] == [("delta", first + 2)]
+        assert client_view(client, "book.ETH-USDT") == server_view(d, "ETH-USDT", None, 5)
         assert client_view(client, "book.BTC-USDT") == server_view(d, "BTC-USDT", None, 5)
         assert client_view(client, "book.BTC-USDT") == {
             "bids": [("100.5", "2", {"alpha": "2"}), ("100", "3", {"alpha": "3"})],

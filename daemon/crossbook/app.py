@@ -106,7 +106,7 @@ class Daemon:
         self._pending: Changes | None = None
         """What changed since subscribers were last told (see :meth:`_publish_pending`)."""
         self._pending_ns = 0
-        """The local receive time of the earliest venue message in ``_pending``."""
+        """The local receive time of the first venue message in ``_pending``."""
         self.hub.publish_held = self._publish_pending
         for venue in venues.values():
             self._add_feed(venue)
@@ -139,8 +139,7 @@ class Daemon:
             self._pending, self._pending_ns = changes, recv_ns
             asyncio.get_running_loop().call_soon(self._publish_pending)
         else:
-            self._pending.merge(changes)
-            self._pending_ns = min(self._pending_ns, recv_ns)
+            self._pending.merge(changes, recv_ns)
 
     def _publish_pending(self) -> None:
         """Tell subscribers what the messages read since the last call changed. It runs once the
@@ -159,7 +158,8 @@ class Daemon:
             touched = self.hub.conflate_all(time.time_ns())
         if touched:
             self.server.wake(touched)
-            self.metrics.latency.observe(max(0, time.time_ns() - recv_ns) / 1e9)
+            earliest = min(recv_ns, *changes.since.values()) if changes.since else recv_ns
+            self.metrics.latency.observe(max(0, time.time_ns() - earliest) / 1e9)
 
     @staticmethod
     def _account(feed: VenueFeed, changes: Changes) -> None:

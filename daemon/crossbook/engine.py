@@ -44,6 +44,10 @@ class Changes:
     """For a book changed by deltas only: the (bids, asks) they set, so a view of the top levels
     can tell (:meth:`reach`) that it is untouched. A book in ``books`` without an entry here may
     have changed anywhere."""
+    since: dict[tuple[str, str | None], int] = field(default_factory=dict)
+    """For a book a later ingest merged in (:meth:`merge`) first changed: that ingest's receive time,
+    so each channel's update is stamped with the first message that changed its book. A book
+    without an entry changed with the first ingest."""
 
     def whole(self, key: tuple[str, str | None]) -> None:
         """The book ``key`` may have changed anywhere (snapshot, venue in or out)."""
@@ -61,10 +65,13 @@ class Changes:
         else:
             deltas.append((bids, asks))
 
-    def merge(self, later: Changes) -> None:
-        """Add what a later ingest changed, so that messages read together go out as one update
-        per channel. ``book_updates`` and ``skipped`` are not merged: they are counted as they come."""
+    def merge(self, later: Changes, later_ns: int) -> None:
+        """Add what a later ingest, of a message received at ``later_ns``, changed, so that messages
+        read together go out as one update per channel. ``book_updates`` and ``skipped`` are not
+        merged: they are counted as they come."""
         for key in later.books:
+            if key not in self.books:
+                self.since[key] = later_ns
             deltas = later.deltas.get(key)
             if deltas is None:
                 self.whole(key)

@@ -475,18 +475,22 @@ class Hub:
     # -- publishing ---------------------------------------------------------------------------
 
     def publish(self, changes: Changes, ts: int) -> set[Session]:
-        """Queue the messages for what changed; returns the sessions that got frames."""
+        """Queue the messages for what changed; returns the sessions that got frames. ``ts`` is
+        the receive time of the first message behind ``changes`` (a book a later one first changed
+        has its own, :attr:`Changes.since`)."""
         touched: set[Session] = set()
+        since = changes.since
         for key in changes.books:
+            key_ts = since.get(key, ts)
             groups = self._books.get(key)
             if groups:
                 reach = changes.reach(key)
                 for channel in groups.values():
-                    self._book_delta(channel, ts, touched, reach)
+                    self._book_delta(channel, key_ts, touched, reach)
             if key[1] is None:
                 bbo = self._bbo.get(key[0])
                 if bbo is not None:
-                    self._bbo_update(bbo, ts, touched)
+                    self._bbo_update(bbo, key_ts, touched)
         for venue, trade in changes.trades:
             trades = self._trades.get(trade.symbol)
             if trades is not None:
