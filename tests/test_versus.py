@@ -16,7 +16,7 @@ from captures import capture
 from crossbook import floor
 from crossbook.bench import GENERATED, bench_ingest_generated, bench_latency, bench_stages, bench_writes
 from crossbook.loadgen import CAPTURE, load_recording
-from crossbook.versus import run_crossbook
+from crossbook.versus import median_pair, run_crossbook
 
 
 @pytest.mark.timeout(60)
@@ -105,3 +105,16 @@ def test_daemon_ingests_generated_frames_into_the_venues_book(connector: str) ->
     assert figures["book_live_without_resync"], figures  # every sequence id (and Kraken checksum) held
     assert figures["messages"] == 300
     assert 300 * 10 < figures["level_updates"] <= 300 * 20  # counted in the frames sent, up to 20 a frame
+
+
+def test_versus_reports_the_pair_with_the_median_ratio_and_every_pairs_ratio() -> None:
+    def run(messages_per_s: float, cpu_us: float) -> dict[str, float]:
+        return {"messages_per_s": messages_per_s, "cpu_us_per_message": cpu_us}
+
+    # A slow spell in the second pair halved crossbook's run only: the median pair is the third.
+    runs = [(run(300, 3), run(100, 9)), (run(150, 6), run(100, 9)), (run(200, 5), run(100, 10))]
+    figures = median_pair(runs)
+    assert figures["throughput_ratio_of_each_pair"] == [1.5, 2.0, 3.0]
+    assert figures["crossbook"] is runs[2][0]
+    assert figures["cryptofeed"] is runs[2][1]
+    assert figures["ratio"] == {"throughput": 2.0, "cpu_per_message": 2.0}

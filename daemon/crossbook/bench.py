@@ -708,6 +708,7 @@ def main(argv: list[str] | None = None) -> int:
         default=30_000,
         help="ingest: generated frames (Kraken, OKX; Binance without its recording)",
     )
+    parser.add_argument("--pairs", type=int, default=3, help="versus: runs of each side, in turn")
     parser.add_argument("--only", choices=SCENARIOS, action="append", help="run these scenarios (repeatable)")
     parser.add_argument("--stalled", type=int, default=100, help="stalled: subscribers that never read")
     args = parser.parse_args(argv)
@@ -737,7 +738,7 @@ def main(argv: list[str] | None = None) -> int:
     if "versus" in only:
         from crossbook.versus import bench_versus
 
-        results["versus"] = bench_versus(rounds=args.rounds)
+        results["versus"] = bench_versus(rounds=args.rounds, pairs=args.pairs)
     if "writes" in only:
         results["writes"] = bench_writes(args.seconds)
     for scenario, figures in results.items():

@@ -1,4 +1,4 @@
-"""crossbook against cryptofeed: ``python -m crossbook.versus [--rounds R] [--limit N] [--no-cryptofeed]``.
+"""crossbook against cryptofeed: ``python -m crossbook.versus [--rounds R] [--pairs P] [--limit N] [--no-cryptofeed]``.
 
 Both consume the same recorded Binance spot depth stream (``CAPTURE`` in ``shared/captures``)
 from a fake Binance on 127.0.0.1 that speaks the real wire protocol: the combined-stream
@@ -21,6 +21,10 @@ processed the last frame: cryptofeed's runner reports the monotonic time of its 
 callback; the daemon's end is seen by polling its metrics (faster near the end), so crossbook's
 wall time errs long by a poll. CPU is the child's utime + stime from ``/proc`` over the window,
 all threads included, measured the same way for both.
+
+This machine's speed drifts by up to 2x within minutes, so a ratio is only as good as the two
+runs behind it being side by side: ``pairs`` runs crossbook then cryptofeed that many times in
+turn, and the pair with the median throughput ratio is reported, with every pair's ratio.
 """
 
 from __future__ import annotations
@@ -309,13 +313,15 @@ def _dec(text: str | None) -> Decimal | None:
 def bench_versus(
     *,
     rounds: int = 20,
+    pairs: int = 1,
     limit: int | None = None,
     capture: Path | None = None,
     cryptofeed: bool = True,
     venv: Path = CRYPTOFEED_VENV,
     timeout: float = 300.0,
 ) -> dict[str, Any]:
-    """crossbook, then cryptofeed, on the same frames: figures of each and crossbook/cryptofeed ratios.
+    """crossbook, then cryptofeed, on the same frames, ``pairs`` times in turn: figures of each in
+    the pair with the median crossbook/cryptofeed throughput ratio, its ratios, and every pair's.
 
     ``limit``: the first diffs after the snapshot only; ``rounds``: how often they are served.
     """
@@ -328,22 +334,31 @@ def bench_versus(
         "rounds": rounds,
         "messages": len(recording.frames),
         "level_updates": recording.level_updates,
-        "crossbook": asyncio.run(run_crossbook(recording, timeout)),
     }
-    if not cryptofeed:
-        result["cryptofeed"] = {"skipped": "not requested"}
-        return result
-    python, found = cryptofeed_python(venv)
+    python, found = cryptofeed_python(venv) if cryptofeed else (None, "not requested")
     if python is None:
+        result["crossbook"] = asyncio.run(run_crossbook(recording, timeout))
         result["cryptofeed"] = {"skipped": found}
         return result
-    result["cryptofeed"] = asyncio.run(run_cryptofeed(recording, python, timeout))
-    ours, theirs = result["crossbook"], result["cryptofeed"]
-    result["ratio"] = {
-        "throughput": ours["messages_per_s"] / theirs["messages_per_s"],
-        "cpu_per_message": theirs["cpu_us_per_message"] / ours["cpu_us_per_message"],
+    runs = []
+    for _ in range(pairs):
+        ours = asyncio.run(run_crossbook(recording, timeout))
+        runs.append((ours, asyncio.run(run_cryptofeed(recording, python, timeout))))
+    return result | {"pairs": pairs} | median_pair(runs)
+
+
+def median_pair(runs: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, Any]:
+    """Of (crossbook, cryptofeed) runs side by side: both sides' figures in the pair with the
+    median throughput ratio, its ratios, and every pair's throughput ratio, lowest first."""
+    ratios = sorted((ours["messages_per_s"] / theirs["messages_per_s"], i) for i, (ours, theirs) in enumerate(runs))
+    ratio, median = ratios[len(ratios) // 2]
+    ours, theirs = runs[median]
+    return {
+        "crossbook": ours,
+        "cryptofeed": theirs,
+        "ratio": {"throughput": ratio, "cpu_per_message": theirs["cpu_us_per_message"] / ours["cpu_us_per_message"]},
+        "throughput_ratio_of_each_pair": [r for r, _ in ratios],
     }
-    return result
 
 
 def _print(result: dict[str, Any]) -> None:
@@ -355,6 +370,9 @@ def _print(result: dict[str, Any]) -> None:
         print(f"  {key:<22}{cells[0]:>16}{cells[1]:>16}")
     for key, value in result.get("ratio", {}).items():
         print(f"  crossbook/cryptofeed {key}: {value:.2f}x")
+    if "throughput_ratio_of_each_pair" in result:
+        each = ", ".join(f"{r:.2f}x" for r in result["throughput_ratio_of_each_pair"])
+        print(f"  throughput ratio of each of {result['pairs']} pairs: {each}")
 
 
 def _cell(value: Any) -> str:
@@ -364,11 +382,14 @@ def _cell(value: Any) -> str:
 def _cli(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m crossbook.versus", description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=20, help="times the recorded diffs are served")
+    parser.add_argument("--pairs", type=int, default=3, help="runs of each side, in turn")
     parser.add_argument("--limit", type=int, help="serve only the first N recorded diffs")
     parser.add_argument("--no-cryptofeed", action="store_true", help="the crossbook side only")
     parser.add_argument("--venv", type=Path, default=CRYPTOFEED_VENV, help="cryptofeed's own venv")
     args = parser.parse_args(argv)
-    result = bench_versus(rounds=args.rounds, limit=args.limit, cryptofeed=not args.no_cryptofeed, venv=args.venv)
+    result = bench_versus(
+        rounds=args.rounds, pairs=args.pairs, limit=args.limit, cryptofeed=not args.no_cryptofeed, venv=args.venv
+    )
     _print(result)
     print(orjson.dumps(result).decode())
     return 0
