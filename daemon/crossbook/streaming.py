@@ -57,8 +57,9 @@ reconnect's two connections overlap, a trade both deliver is published once (the
 by far fewer trades). A repeat on the same connection is not a duplicate (Kraken v1 trades have
 only a timestamp for an id, which a trade at the same instant shares)."""
 _session_numbers = itertools.count()
-PARSE_ERRORS = (ValueError, KeyError, TypeError, IndexError, AttributeError, ArithmeticError)
-"""What a parser raises on a frame it cannot read (malformed JSON, missing or mistyped fields)."""
+PARSE_ERRORS = (ValueError, KeyError, TypeError, IndexError, AttributeError, ArithmeticError, RecursionError)
+"""What a parser raises on a frame it cannot read (malformed JSON, missing or mistyped fields, JSON
+nested deeper than the decoder recurses: stdlib json and msgspec raise ``RecursionError``)."""
 
 
 class StreamingConfig(ConnectorConfig):

@@ -11,7 +11,8 @@ Scenarios (each on a fresh fake venue and connector):
 - ``checksum``: a corrupt checksum makes the symbol resync (venues with checksums);
 - ``drop``: a dropped connection reconnects and every book resyncs;
 - ``stall``: a silent connection is replaced within the idle timeout;
-- ``garbage``: garbage and truncated frames are counted and skipped, books stay right;
+- ``garbage``: garbage, truncated and too deeply nested frames are counted and skipped, books stay
+  right;
 - ``rest_429``: a 429 with Retry-After pauses snapshot requests, no storm (REST venues);
 - ``planned_reconnect``: a venue-requested reconnect switches connections without a book
   leaving ``live`` (venues that request reconnects).
@@ -196,8 +197,9 @@ async def _garbage(r: Rig) -> None:
     skipped, connects = len(r.feed.skipped), r.fake.connects
     await r.fake.send_all("{garbage")
     await r.fake.send_all('{"truncated": [1, 2')
+    await r.fake.send_all("[" * 100_000 + "]" * 100_000)  # deeper than any decoder recurses
     with anyio.fail_after(5):
-        await r.feed.wait_for(lambda: len(r.feed.skipped) >= skipped + 2)
+        await r.feed.wait_for(lambda: len(r.feed.skipped) >= skipped + 3)
     await r.converge()
     assert r.fake.connects == connects, "a garbage frame dropped the connection"
 
