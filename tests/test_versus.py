@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from captures import capture
-from crossbook import floor
+from crossbook import bench, floor
 from crossbook.bench import GENERATED, bench_ingest_generated, bench_latency, bench_stages, bench_writes
 from crossbook.loadgen import CAPTURE, load_recording
 from crossbook.versus import median_pair, run_crossbook
@@ -62,6 +62,17 @@ def test_the_write_floor_times_every_send_and_the_reader_gets_every_byte() -> No
     assert two == pytest.approx(2 * one)
     assert one == pytest.approx(1e6 / figures["cpu_us_per_write"])
     assert figures["median_subscriber_wait_us"] == pytest.approx(3 * figures["cpu_us_per_write"])
+
+
+@pytest.mark.timeout(60)
+def test_the_write_floor_fails_clearly_when_its_reader_does_not_connect(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(port: int, count: int, report: object) -> None:
+        raise SystemExit(3)  # as a reader that cannot open its sockets
+
+    monkeypatch.setattr(bench, "WRITES_CONNECT_SECONDS", 2.0)
+    monkeypatch.setattr(bench, "_drain", broken)
+    with pytest.raises(RuntimeError, match="connected 0 of 5"):
+        bench_writes(seconds=0.1, subscribers=5)
 
 
 @pytest.mark.timeout(60)

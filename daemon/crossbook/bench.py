@@ -31,10 +31,9 @@ Bounded scenarios, all on this machine (loopback only), printed as a table and a
    the same work inlined in one loop (:mod:`crossbook.floor`): what the structure costs.
 10. ``writes``: the floor under ``fanout`` and ``latency``: CPU per bare ``send()`` of a batched
     update's bytes to each of 100 loopback sockets that another process drains, 1,000 rounds a
-    second (as ``latency_1k``'s frames come), and what it
-    bounds on one core with nothing else to do: messages per CPU-second at 1 and 2 messages a
-    write, the messages a write must carry for 1M a second, and the median subscriber's wait
-    behind the writes to the others.
+    second (as ``latency_1k``'s frames come), and what it bounds on one core with nothing else
+    to do: messages per CPU-second at 1 and 2 messages a write, the messages a write must carry
+    for 1M a second, and the median subscriber's wait for the writes up to its own.
 """
 
 from __future__ import annotations
@@ -44,7 +43,7 @@ import contextlib
 import multiprocessing
 import random
 import re
-import select
+import selectors
 import socket
 import statistics
 import subprocess
@@ -63,6 +62,7 @@ from crossbook.engine import Engine
 from crossbook.hub import DEFAULT_DEPTH, Hub
 from crossbook.model import BookDelta, BookState
 from crossbook.testing import captures
+from crossbook.versus import bench_versus, poll_interval, positive, run_crossbook
 
 VENUES = ("sim-a", "sim-b", "sim-c")
 
@@ -215,7 +215,6 @@ def bench_ingest(rounds: int, subscribers: int = 1, frames: int = 30_000) -> dic
     recording = _recording(rounds)
     if recording is None:
         return {"source": "generated"} | bench_ingest_generated("binance", frames)
-    from crossbook.versus import run_crossbook
 
     return {"source": loadgen.CAPTURE} | _run(run_crossbook, recording, 300.0, subscribers)
 
@@ -243,7 +242,6 @@ def bench_ingest_generated(connector: str, frames: int, levels_per_frame: int = 
 async def _generated_run(connector: str, frames: int, levels_per_frame: int) -> dict[str, Any]:
     from crossbook.testing.fakevenue import FakeVenue
     from crossbook.testing.market import FakeMarket
-    from crossbook.versus import poll_interval
     from crossbook_binance.fake import BinanceDialect
     from crossbook_kraken.fake import KrakenDialect
     from crossbook_okx.fake import OkxDialect
@@ -613,6 +611,11 @@ WRITE_BYTES = 720
 recorded Binance frame, about: ``client_bytes_per_message`` of ``latency_1k`` (~360), twice."""
 
 
+WRITES_CONNECT_SECONDS = 10.0
+"""How long ``writes`` waits for its reader process's connections: a reader that failed must not
+hang the bench."""
+
+
 def bench_writes(
     seconds: float, subscribers: int = 100, rate: float = 1000.0, payload: int = WRITE_BYTES
 ) -> dict[str, Any]:
@@ -622,30 +625,42 @@ def bench_writes(
     its cost includes the kernel's delivery to the reader, as the daemon's does."""
     rounds = max(1, round(seconds * rate))
     receiving, sending = multiprocessing.Pipe(duplex=False)
+    conns: list[socket.socket] = []
     with socket.create_server(("127.0.0.1", 0), backlog=subscribers) as server:
         reader = multiprocessing.get_context("fork").Process(
             target=_drain, args=(server.getsockname()[1], subscribers, sending), daemon=True
         )
         reader.start()
-        conns = [server.accept()[0] for _ in range(subscribers)]
-    data = b"x" * payload
-    try:
-        for conn in conns:
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as asyncio and uvloop do
-        cpu = 0.0
-        tick = time.perf_counter()
-        for _ in range(rounds):
-            cpu0 = time.process_time()
+        sending.close()  # the reader's is then the only sending end: its exit is seen
+        try:
+            server.settimeout(WRITES_CONNECT_SECONDS)
+            try:
+                conns += [server.accept()[0] for _ in range(subscribers)]
+            except TimeoutError:
+                raise RuntimeError(f"the reader connected {len(conns)} of {subscribers} sockets") from None
+            data = b"x" * payload
             for conn in conns:
-                conn.sendall(data)
-            cpu += time.process_time() - cpu0
-            tick += 1 / rate
-            time.sleep(max(0.0, tick - time.perf_counter()))  # pacing, as a venue's frames come
-    finally:
-        for conn in conns:
-            conn.close()
-    received = receiving.recv() if receiving.poll(60) else 0
-    reader.join(10)
+                conn.setblocking(True)
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as asyncio and uvloop do
+            cpu = 0.0
+            tick = time.perf_counter()
+            for _ in range(rounds):
+                cpu0 = time.process_time()
+                for conn in conns:
+                    conn.sendall(data)
+                cpu += time.process_time() - cpu0
+                tick += 1 / rate
+                time.sleep(max(0.0, tick - time.perf_counter()))  # pacing, as a venue's frames come
+        finally:
+            for conn in conns:
+                conn.close()
+            try:
+                received = receiving.recv() if receiving.poll(60) else -1
+            except EOFError:  # the reader died
+                received = -1
+            reader.join(10)
+            if reader.is_alive():
+                reader.terminate()
     us = cpu / (rounds * subscribers) * 1e6
     return {
         "subscribers": subscribers,
@@ -664,18 +679,19 @@ def _drain(port: int, count: int, report: Any) -> None:
     """The reading side of :func:`bench_writes`: ``count`` connections, read until each closes;
     reports the bytes read."""
     conns = [socket.create_connection(("127.0.0.1", port)) for _ in range(count)]
-    poller = select.epoll()
-    by_fd = {conn.fileno(): conn for conn in conns}
-    for fd in by_fd:
-        poller.register(fd, select.EPOLLIN)
-    total = 0
-    while by_fd:
-        for fd, _ in poller.poll():
-            chunk = by_fd[fd].recv(1 << 20)
-            total += len(chunk)
-            if not chunk:
-                poller.unregister(fd)
-                by_fd.pop(fd).close()
+    with selectors.DefaultSelector() as selector:
+        for conn in conns:
+            selector.register(conn, selectors.EVENT_READ)
+        total = 0
+        while selector.get_map():
+            for key, _ in selector.select():
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                chunk = sock.recv(1 << 20)
+                total += len(chunk)
+                if not chunk:
+                    selector.unregister(sock)
+                    sock.close()
     report.send(total)
 
 
@@ -708,7 +724,7 @@ def main(argv: list[str] | None = None) -> int:
         default=30_000,
         help="ingest: generated frames (Kraken, OKX; Binance without its recording)",
     )
-    parser.add_argument("--pairs", type=int, default=3, help="versus: runs of each side, in turn")
+    parser.add_argument("--pairs", type=positive, default=3, help="versus: runs of each side, in turn")
     parser.add_argument("--only", choices=SCENARIOS, action="append", help="run these scenarios (repeatable)")
     parser.add_argument("--stalled", type=int, default=100, help="stalled: subscribers that never read")
     args = parser.parse_args(argv)
@@ -736,8 +752,6 @@ def main(argv: list[str] | None = None) -> int:
     if "stages" in only:
         results["stages"] = bench_stages()
     if "versus" in only:
-        from crossbook.versus import bench_versus
-
         results["versus"] = bench_versus(rounds=args.rounds, pairs=args.pairs)
     if "writes" in only:
         results["writes"] = bench_writes(args.seconds)

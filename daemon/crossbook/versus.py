@@ -23,8 +23,10 @@ wall time errs long by a poll. CPU is the child's utime + stime from ``/proc`` o
 all threads included, measured the same way for both.
 
 This machine's speed drifts by up to 2x within minutes, so a ratio is only as good as the two
-runs behind it being side by side: ``pairs`` runs crossbook then cryptofeed that many times in
-turn, and the pair with the median throughput ratio is reported, with every pair's ratio.
+runs behind it being side by side: ``pairs`` runs both that many times, in turn (crossbook first
+in the first pair, cryptofeed first in the second, and so on, so that a steady drift favours
+neither), and the pair with the median throughput ratio is reported (the upper of the middle two
+for an even number), with every pair's ratio.
 """
 
 from __future__ import annotations
@@ -313,18 +315,20 @@ def _dec(text: str | None) -> Decimal | None:
 def bench_versus(
     *,
     rounds: int = 20,
-    pairs: int = 1,
+    pairs: int = 3,
     limit: int | None = None,
     capture: Path | None = None,
     cryptofeed: bool = True,
     venv: Path = CRYPTOFEED_VENV,
     timeout: float = 300.0,
 ) -> dict[str, Any]:
-    """crossbook, then cryptofeed, on the same frames, ``pairs`` times in turn: figures of each in
-    the pair with the median crossbook/cryptofeed throughput ratio, its ratios, and every pair's.
+    """crossbook and cryptofeed on the same frames, ``pairs`` times in turn: figures of each in the
+    pair with the median crossbook/cryptofeed throughput ratio, its ratios, and every pair's.
 
     ``limit``: the first diffs after the snapshot only; ``rounds``: how often they are served.
     """
+    if pairs < 1:
+        raise ValueError(f"pairs must be 1 or more, not {pairs}")
     path = capture or captures_dir() / CAPTURE
     if not path.exists():
         raise FileNotFoundError(f"capture {path} not present")
@@ -341,15 +345,20 @@ def bench_versus(
         result["cryptofeed"] = {"skipped": found}
         return result
     runs = []
-    for _ in range(pairs):
-        ours = asyncio.run(run_crossbook(recording, timeout))
-        runs.append((ours, asyncio.run(run_cryptofeed(recording, python, timeout))))
+    for pair in range(pairs):
+        if pair % 2:
+            theirs = asyncio.run(run_cryptofeed(recording, python, timeout))
+            runs.append((asyncio.run(run_crossbook(recording, timeout)), theirs))
+        else:
+            ours = asyncio.run(run_crossbook(recording, timeout))
+            runs.append((ours, asyncio.run(run_cryptofeed(recording, python, timeout))))
     return result | {"pairs": pairs} | median_pair(runs)
 
 
 def median_pair(runs: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, Any]:
     """Of (crossbook, cryptofeed) runs side by side: both sides' figures in the pair with the
-    median throughput ratio, its ratios, and every pair's throughput ratio, lowest first."""
+    median throughput ratio (the upper of the middle two for an even number), its ratios, and
+    every pair's throughput ratio, lowest first."""
     ratios = sorted((ours["messages_per_s"] / theirs["messages_per_s"], i) for i, (ours, theirs) in enumerate(runs))
     ratio, median = ratios[len(ratios) // 2]
     ours, theirs = runs[median]
@@ -379,10 +388,18 @@ def _cell(value: Any) -> str:
     return f"{value:,.2f}" if isinstance(value, float) else str(value)[:15]
 
 
+def positive(text: str) -> int:
+    """An argparse type: a whole number of 1 or more."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
 def _cli(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m crossbook.versus", description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=20, help="times the recorded diffs are served")
-    parser.add_argument("--pairs", type=int, default=3, help="runs of each side, in turn")
+    parser.add_argument("--pairs", type=positive, default=3, help="runs of each side, in turn")
     parser.add_argument("--limit", type=int, help="serve only the first N recorded diffs")
     parser.add_argument("--no-cryptofeed", action="store_true", help="the crossbook side only")
     parser.add_argument("--venv", type=Path, default=CRYPTOFEED_VENV, help="cryptofeed's own venv")
