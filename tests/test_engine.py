@@ -178,9 +178,9 @@ def test_merged_changes_reach_as_far_as_every_message_and_a_whole_book_stays_who
     engine.ingest("b", [snap(X, lv(("99", "1")), [])], 1)
     trade = Trade(X, D("100.5"), D("0.1"), Side.SELL, "t1", 2, 2)
     first = engine.ingest("a", [delta(X, lv(("98", "2")), lv(("103", "1"))), trade], 2)
-    first.merge(engine.ingest("a", [delta(X, lv(("99.5", "2")), [])], 3), 3)
-    first.merge(engine.ingest("a", [delta(Y, lv(("9", "1")), [])], 3), 3)
-    first.merge(engine.ingest("b", [status(X, SYNCING, 4, "gap")], 4), 4)
+    first.merge(engine.ingest("a", [delta(X, lv(("99.5", "2")), [])], 3), 3, 2)
+    first.merge(engine.ingest("a", [delta(Y, lv(("9", "1")), [])], 3), 3, 2)
+    first.merge(engine.ingest("b", [status(X, SYNCING, 4, "gap")], 4), 4, 2)
     assert first.reach((X, "a")) == (D("99.5"), D(103))  # the highest bid, lowest ask of both
     assert first.reach((Y, "a")) == (D(9), None)
     assert first.reach((X, "b")) is None  # cleared by the status: changed anywhere
@@ -188,11 +188,15 @@ def test_merged_changes_reach_as_far_as_every_message_and_a_whole_book_stays_who
     assert first.books == {(X, "a"), (Y, "a"), (X, "b"), (X, None), (Y, None)}
     assert first.trades == [("a", trade)]
     assert transitions(first) == [("b", X, SYNCING, "gap")]
-    # Each book's time is the first message that changed it (the first ingest's: no entry).
+    # Each book's time is the earliest message that changed it (the first ingest's: no entry).
     assert first.since == {(Y, "a"): 3, (Y, None): 3, (X, "b"): 4}
-    first.merge(engine.ingest("a", [delta(X, lv(("97", "1")), [])], 5), 5)
+    first.merge(engine.ingest("a", [delta(X, lv(("97", "1")), []), delta(Y, lv(("8", "1")), [])], 5), 5, 2)
     assert first.reach((X, None)) is None  # a later delta does not narrow a whole change
-    assert first.since == {(Y, "a"): 3, (Y, None): 3, (X, "b"): 4}
+    assert first.since == {(Y, "a"): 3, (Y, None): 3, (X, "b"): 4}  # changed again: the earliest stays
+    # A message received earlier but merged later (a plugin's late publish) moves a book's time back.
+    first.merge(engine.ingest("a", [delta(Y, lv(("7", "1")), [])], 1), 1, 2)
+    first.merge(engine.ingest("a", [delta(X, lv(("96", "1")), [])], 1), 1, 2)
+    assert first.since == {(Y, "a"): 1, (Y, None): 1, (X, "b"): 4, (X, "a"): 1, (X, None): 1}
 
 
 def test_status_for_every_symbol_of_a_venue_and_book_clearing(engine: Engine) -> None:

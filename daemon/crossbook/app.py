@@ -106,7 +106,8 @@ class Daemon:
         self._pending: Changes | None = None
         """What changed since subscribers were last told (see :meth:`_publish_pending`)."""
         self._pending_ns = 0
-        """The local receive time of the first venue message in ``_pending``."""
+        """The receive time ``_pending`` is stamped with where its ``since`` says nothing: of the
+        venue message (or engine tick) that started it."""
         self.hub.publish_held = self._publish_pending
         for venue in venues.values():
             self._add_feed(venue)
@@ -139,7 +140,7 @@ class Daemon:
             self._pending, self._pending_ns = changes, recv_ns
             asyncio.get_running_loop().call_soon(self._publish_pending)
         else:
-            self._pending.merge(changes, recv_ns)
+            self._pending.merge(changes, recv_ns, self._pending_ns)
 
     def _publish_pending(self) -> None:
         """Tell subscribers what the messages read since the last call changed. It runs once the

@@ -45,9 +45,9 @@ class Changes:
     can tell (:meth:`reach`) that it is untouched. A book in ``books`` without an entry here may
     have changed anywhere."""
     since: dict[tuple[str, str | None], int] = field(default_factory=dict)
-    """For a book a later ingest merged in (:meth:`merge`) first changed: that ingest's receive time,
-    so each channel's update is stamped with the first message that changed its book. A book
-    without an entry changed with the first ingest."""
+    """For a book that an ingest merged in (:meth:`merge`) changed earlier than the time these
+    changes are stamped with, or first: the earliest receive time of a message that changed it, so
+    each channel's update is stamped with its own book's earliest message."""
 
     def whole(self, key: tuple[str, str | None]) -> None:
         """The book ``key`` may have changed anywhere (snapshot, venue in or out)."""
@@ -65,13 +65,15 @@ class Changes:
         else:
             deltas.append((bids, asks))
 
-    def merge(self, later: Changes, later_ns: int) -> None:
+    def merge(self, later: Changes, later_ns: int, own_ns: int) -> None:
         """Add what a later ingest, of a message received at ``later_ns``, changed, so that messages
-        read together go out as one update per channel. ``book_updates`` and ``skipped`` are not
+        read together go out as one update per channel (``own_ns``: the receive time these changes
+        are stamped with where ``since`` says nothing). ``book_updates`` and ``skipped`` are not
         merged: they are counted as they come."""
+        since = self.since
         for key in later.books:
-            if key not in self.books:
-                self.since[key] = later_ns
+            if key not in self.books or later_ns < since.get(key, own_ns):
+                since[key] = later_ns
             deltas = later.deltas.get(key)
             if deltas is None:
                 self.whole(key)

@@ -476,8 +476,8 @@ class Hub:
 
     def publish(self, changes: Changes, ts: int) -> set[Session]:
         """Queue the messages for what changed; returns the sessions that got frames. ``ts`` is
-        the receive time of the first message behind ``changes`` (a book a later one first changed
-        has its own, :attr:`Changes.since`)."""
+        the receive time of the message behind ``changes`` (a book that merged messages changed
+        earlier, or first, has its own: :attr:`Changes.since`)."""
         touched: set[Session] = set()
         since = changes.since
         for key in changes.books:
