@@ -70,7 +70,8 @@ def _loads(frame: str | bytes) -> Any:
     """JSON with fractional numbers as exact Decimals that keep their text (orjson would make them
     floats; one that is no price or size stays text: :func:`crossbook.exact.json_number`).
     Integers stay ints: checksums and ids, all different, would churn the parse cache. msgspec
-    hands each number's text to the hook as stdlib json's ``parse_float`` does, 3.3x faster."""
+    hands the text of each number with a fraction or exponent to the hook, as stdlib json's
+    ``parse_float`` does, and decodes 3.3x faster."""
     return _DECODER.decode(frame)
 
 
