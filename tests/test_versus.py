@@ -33,9 +33,12 @@ def test_daemon_ingests_the_recorded_slice_into_a_live_book() -> None:
     assert figures["skipped_events"] == 1  # only the end-of-recording sentinel
     assert figures["messages_per_s"] > 0
     # Raw batched subscribers counted book and bbo messages: at most one a channel per frame
-    # (frames read together make one update), and updates all along: one read brings at most
-    # ~250 KB (~190 frames), so 2,000 frames take 10 reads or more.
-    assert 2 * 10 < figures["client_messages"] < 2 * 2 * 2000
+    # (frames read together make one update). Each got its two subscribe-time messages and at
+    # least one update after the book went live; no more can be relied on, as a subscriber starved
+    # of CPU has its queued updates conflated, and the count is taken when the daemon has read the
+    # last frame, not when every write has arrived (CI once counted 20 for the two).
+    assert figures["client_messages_least"] > 2
+    assert figures["client_messages"] < 2 * 2 * 2000
     assert Decimal(figures["best_bid"]) == recording.best_bid
 
 
