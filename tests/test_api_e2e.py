@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -272,6 +273,38 @@ async def test_a_request_handled_while_updates_are_held_back_comes_after_them(
         told = [m for m in old.received if m.get("ts") == first]
         assert [m["channel"] for m in told] == ["bbo.BTC-USDT"]
         assert [(m["venue"], m["state"]) for m in old.received if m.get("ts") == first + 1] == [("beta", "syncing")]
+
+
+async def test_a_lingering_connection_gets_what_came_within_linger_ms_in_one_write(
+    daemon: tuple[Daemon, Addresses],
+) -> None:
+    """``?linger_ms=`` holds a connection's messages from the first queued until the timer ends,
+    then writes them at once: every delta in order (not conflated), seq unbroken, the mirror exact.
+    A prompt client beside it gets each update as it happens."""
+    d, addresses = daemon
+    feeds = await live_feeds("alpha", "beta")
+    alpha = feeds["alpha"]
+    alpha.publish([BookSnapshot("BTC-USDT", [(Decimal(100), Decimal(1))], [(Decimal(101), Decimal(1))], 1)])
+    async with connect(url(addresses, True)) as ws, connect(url(addresses, True) + "&linger_ms=1000") as held_ws:
+        prompt, lingering = Client(ws, True), Client(held_ws, True)
+        for client in (prompt, lingering):
+            await client.request(op="subscribe", channels=["book.BTC-USDT"], depth=5)
+            assert (await client.next())["type"] == "snapshot"  # queued with the ack (one frame held)
+        frames = lingering.frames
+        start = time.monotonic()
+        for i in range(20):
+            bid = (Decimal(100) + Decimal(i + 1) / 100, Decimal(i + 1))  # a new best bid: in the top 5
+            alpha.publish([BookDelta("BTC-USDT", [bid], [], alpha.now_ns())])
+            assert (await prompt.next())["seq"] == i + 2  # one update each, after the snapshot
+        published = time.monotonic() - start
+        assert published < 0.9, f"publishing took {published:.2f} s: too long to see the holding"
+        deltas = [await lingering.next() for _ in range(20)]
+        waited = time.monotonic() - start
+        assert lingering.frames == frames + 1
+        assert [m["seq"] for m in deltas] == list(range(2, 22))
+        assert waited >= 0.99
+        assert client_view(lingering, "book.BTC-USDT") == server_view(d, "BTC-USDT", None, 5)
+        assert client_view(prompt, "book.BTC-USDT") == client_view(lingering, "book.BTC-USDT")
 
 
 async def test_a_reload_tells_what_was_held_back_before_removing_channels(daemon: tuple[Daemon, Addresses]) -> None:

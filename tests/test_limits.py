@@ -23,6 +23,7 @@ from crossbook.engine import Engine
 from crossbook.exact import text
 from crossbook.hub import Hub, Limits
 from crossbook.model import BookDelta, BookSnapshot
+from crossbook.server import linger_seconds
 from support import metric, running_daemon
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
@@ -229,6 +230,32 @@ def certificate(tmp_path: Path) -> tuple[Path, Path]:
         capture_output=True,
     )  # fmt: skip
     return cert, key
+
+
+@pytest.mark.parametrize(
+    ("query", "seconds"),
+    [("", None), ("batch=1", None), ("linger_ms=1", 0.001), ("batch=1&linger_ms=1000", 1.0), ("linger_ms=0250", 0.25)],
+)
+def test_linger_ms_is_read_in_whole_milliseconds(query: str, seconds: float | None) -> None:
+    assert linger_seconds(query) == seconds
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["linger_ms=0", "linger_ms=1001", "linger_ms=99999999", "linger_ms=", "linger_ms=1.5", "linger_ms=-1",
+     "linger_ms=%D9%A1", "linger_ms=5&linger_ms=6", "linger_ms=ten"],
+)  # fmt: skip
+async def test_a_bad_linger_ms_is_refused_before_the_upgrade(query: str, tmp_path: Path) -> None:
+    async with running_daemon(tmp_path, VENUE) as (daemon, addresses):
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(f"ws://127.0.0.1:{addresses.api_port}/v1/stream?{query}")
+        assert refused.value.response.status_code == 400
+        assert b"linger_ms must be one whole number of milliseconds from 1 to 1000" in refused.value.response.body
+        registry = daemon.metrics.registry
+        assert registry.get_sample_value("crossbook_handshakes_rejected_total", {"reason": "bad_query"}) == 1
+        async with connect(f"ws://127.0.0.1:{addresses.api_port}/v1/stream?linger_ms=1") as ws:
+            await ws.send('{"op":"ping","id":1}')
+            assert orjson.loads(await ws.recv())["type"] == "pong"
 
 
 async def test_tls(tmp_path: Path, certificate: tuple[Path, Path]) -> None:

@@ -61,6 +61,7 @@ from crossbook import __version__, compiled, floor, loadgen
 from crossbook.engine import Engine
 from crossbook.hub import DEFAULT_DEPTH, Hub
 from crossbook.model import BookDelta, BookState
+from crossbook.server import MAX_LINGER_MS
 from crossbook.testing import captures
 from crossbook.versus import bench_versus, poll_interval, positive, run_crossbook
 
@@ -314,27 +315,41 @@ def bench_fanout(seconds: float, counts: list[int], rate: float, batch: bool = T
     return {f"{n}_subscribers": _paced(seconds, n, rate, batch, 0) for n in counts}
 
 
-def bench_latency(seconds: float, subscribers: int, rate: float, batch: bool = True) -> dict[str, Any]:
-    """Venue frame received by the daemon -> subscriber received, at a steady ``rate``."""
-    return _paced(seconds, subscribers, rate, batch, 5)
+def bench_latency(
+    seconds: float, subscribers: int, rate: float, batch: bool = True, linger_ms: int | None = None
+) -> dict[str, Any]:
+    """Venue frame received by the daemon -> subscriber received, at a steady ``rate``; with
+    ``linger_ms``, each subscriber has the daemon hold its messages that long."""
+    return _paced(seconds, subscribers, rate, batch, 5, linger_ms)
 
 
-def _paced(seconds: float, subscribers: int, rate: float, batch: bool, probes: int) -> dict[str, Any]:
+def _paced(
+    seconds: float, subscribers: int, rate: float, batch: bool, probes: int, linger_ms: int | None = None
+) -> dict[str, Any]:
     warmup = 1.0
     per_round = 3450  # the recorded diffs after the capture's snapshot
     recording = _recording(max(1, round((seconds + warmup + 2) * rate / per_round)))
     if recording is None:
         return {"skipped": f"capture {loadgen.CAPTURE} not present"}
-    return _run(_paced_run, recording, seconds, warmup, subscribers, rate, batch, probes)
+    return _run(_paced_run, recording, seconds, warmup, subscribers, rate, batch, probes, linger_ms)
 
 
 async def _paced_run(
-    recording: loadgen.Recording, seconds: float, warmup: float, subscribers: int, rate: float, batch: bool, probes: int
+    recording: loadgen.Recording,
+    seconds: float,
+    warmup: float,
+    subscribers: int,
+    rate: float,
+    batch: bool,
+    probes: int,
+    linger_ms: int | None,
 ) -> dict[str, Any]:
     venue = loadgen.FakeBinance(recording, rate=rate)
     async with venue.serving() as port:
         with _daemon(loadgen.daemon_venue(port), MANY_CLIENTS) as (proc, api, metrics):
-            subs = await loadgen.subscribers(api, subscribers, BOOK_CHANNELS, batch=batch, probes=probes)
+            subs = await loadgen.subscribers(
+                api, subscribers, BOOK_CHANNELS, batch=batch, probes=probes, linger_ms=linger_ms
+            )
             venue.ready.set()
             await anyio.sleep(warmup)
             for sub in subs:
@@ -363,6 +378,7 @@ async def _paced_run(
         "client_bytes_per_message": (bytes1 - bytes0) / max(got1 - got0, 1),
         "subscribers": subscribers,
         "batched": batch,
+        "linger_ms": linger_ms,
         "book_live_without_resync": ok,
         "daemon_stop_seconds": stop_seconds,
     }
@@ -725,6 +741,9 @@ def main(argv: list[str] | None = None) -> int:
         default=30_000,
         help="ingest: generated frames (Kraken, OKX; Binance without its recording)",
     )
+    parser.add_argument(
+        "--linger-ms", type=_linger_ms, default=10, help="latency: also at 1,000 frames/s, subscribers held this long"
+    )
     parser.add_argument("--pairs", type=positive, default=3, help="versus: runs of each side, in turn")
     parser.add_argument("--only", choices=SCENARIOS, action="append", help="run these scenarios (repeatable)")
     parser.add_argument("--stalled", type=int, default=100, help="stalled: subscribers that never read")
@@ -742,6 +761,7 @@ def main(argv: list[str] | None = None) -> int:
     if "latency" in only:
         results["latency"] = bench_latency(args.seconds, 100, args.latency_rate)
         results["latency_1k"] = bench_latency(args.seconds, 100, 1000.0)
+        results["latency_1k_linger"] = bench_latency(args.seconds, 100, 1000.0, linger_ms=args.linger_ms)
     if "e2e" in only:
         results["e2e"] = bench_e2e(args.seconds, args.subscribers, args.rate)
     if "memory" in only:
@@ -760,6 +780,14 @@ def main(argv: list[str] | None = None) -> int:
         _table(scenario, figures)
     print(orjson.dumps(results).decode())
     return 0
+
+
+def _linger_ms(text: str) -> int:
+    """An argparse type: what a stream URL's ``linger_ms`` takes."""
+    value = positive(text)
+    if value > MAX_LINGER_MS:
+        raise argparse.ArgumentTypeError(f"must be {MAX_LINGER_MS} or less, not {value}")
+    return value
 
 
 def _table(name: str, figures: dict[str, Any], indent: str = "") -> None:

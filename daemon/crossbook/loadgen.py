@@ -373,14 +373,22 @@ def _client_frame(payload: bytes) -> bytes:
 
 
 async def subscribers(
-    port: int, count: int, channels: list[str], *, batch: bool, probes: int = 0, depth: int = 20
+    port: int,
+    count: int,
+    channels: list[str],
+    *,
+    batch: bool,
+    probes: int = 0,
+    depth: int = 20,
+    linger_ms: int | None = None,
 ) -> list[Subscriber]:
     """``count`` raw clients, each subscribed (acknowledged) on return; the first ``probes`` of them
-    time deltas."""
+    time deltas. ``linger_ms``: each asks the daemon to hold its messages that long."""
     loop = asyncio.get_running_loop()
     request = orjson.dumps({"op": "subscribe", "id": 1, "channels": channels, "depth": depth})
     out = []
-    query = "?batch=1" if batch else ""
+    query = "&".join(([] if not batch else ["batch=1"]) + ([] if linger_ms is None else [f"linger_ms={linger_ms}"]))
+    query = f"?{query}" if query else ""
     for i in range(count):
         sub = Subscriber(request, i < probes, query)
         await loop.create_connection(lambda sub=sub: sub, "127.0.0.1", port)  # type: ignore[misc]
