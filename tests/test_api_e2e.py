@@ -14,6 +14,7 @@ import anyio
 import orjson
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 import scripted_plugin
 from crossbook.app import Addresses, Daemon
@@ -305,6 +306,27 @@ async def test_a_lingering_connection_gets_what_came_within_linger_ms_in_one_wri
         assert waited >= 0.99
         assert client_view(lingering, "book.BTC-USDT") == server_view(d, "BTC-USDT", None, 5)
         assert client_view(prompt, "book.BTC-USDT") == client_view(lingering, "book.BTC-USDT")
+
+
+async def test_a_shutdown_writes_what_a_lingering_connection_holds_before_closing(tmp_path: Path) -> None:
+    async with running_daemon(tmp_path, VENUES.format(stale=60) + UNLIMITED) as (_, addresses):
+        alpha = await scripted_plugin.feed("alpha")
+        alpha.publish([BookSnapshot("BTC-USDT", [(Decimal(100), Decimal(1))], [(Decimal(101), Decimal(1))], 1)])
+        held_ws = await connect(url(addresses, True) + "&linger_ms=1000")
+        prompt_ws = await connect(url(addresses, True))
+        lingering, prompt = Client(held_ws, True), Client(prompt_ws, True)
+        for client in (lingering, prompt):
+            await client.request(op="subscribe", channels=["book.BTC-USDT"], depth=5)
+            assert (await client.next())["type"] == "snapshot"
+        alpha.publish([BookDelta("BTC-USDT", [(Decimal("100.5"), Decimal(1))], [], alpha.now_ns())])
+        assert (await prompt.next())["type"] == "delta"  # queued for both: the lingering one holds it
+    delta = await lingering.next()
+    assert (delta["type"], delta["seq"], delta["bids"]) == ("delta", 2, [["100.5", "1", {"alpha": "1"}]])
+    with pytest.raises(ConnectionClosed) as closed:
+        await lingering.next()
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1001
+    await prompt_ws.close()
 
 
 async def test_a_reload_tells_what_was_held_back_before_removing_channels(daemon: tuple[Daemon, Addresses]) -> None:

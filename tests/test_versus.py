@@ -37,7 +37,7 @@ def test_daemon_ingests_the_recorded_slice_into_a_live_book() -> None:
     # least one update after the book went live; no more can be relied on, as a subscriber starved
     # of CPU has its queued updates conflated, and the count is taken when the daemon has read the
     # last frame, not when every write has arrived (CI once counted 20 for the two).
-    assert figures["client_messages_least"] > 2
+    assert figures["client_messages_fewest"] > 2
     assert figures["client_messages"] < 2 * 2 * 2000
     assert Decimal(figures["best_bid"]) == recording.best_bid
 
@@ -56,15 +56,16 @@ def test_a_paced_run_times_deltas_and_counts_what_it_delivers() -> None:
 
 
 @pytest.mark.timeout(90)
-def test_a_paced_run_with_held_writes_delays_each_first_message_by_the_linger() -> None:
+def test_a_paced_run_with_held_writes_delays_what_it_delivers() -> None:
     capture(CAPTURE)  # skips (fails under CI) without the recording
     figures = bench_latency(seconds=0.5, subscribers=2, rate=200.0, linger_ms=20)
     assert figures["linger_ms"] == 20
     assert figures["book_live_without_resync"] is True
     assert figures["latency_samples"] > 20
-    # A held write waits 20 ms from its first message, queued after the daemon received it.
+    # A held write waits 20 ms from its first message, queued after the daemon received it, and
+    # later ones less: measured p50 13.5-13.9 ms (0.45 ms without linger_ms, max 1.8-2.6 ms).
     assert figures["latency_max_us"] >= 20_000
-    assert figures["latency_p50_us"] < 20_000 + 100_000  # held once, not again and again
+    assert 5_000 < figures["latency_p50_us"] < 20_000 + 100_000  # held once, not again and again
 
 
 @pytest.mark.timeout(60)

@@ -73,8 +73,8 @@ class ApiServer:
         """Sessions that asked for batched frames (``?batch=1``)."""
         self.linger: dict[Session, float] = {}
         """Seconds the sessions that asked (``?linger_ms=``) have their queued messages held."""
-        self._held: set[Session] = set()
-        """Lingering sessions whose queued messages wait for their timer."""
+        self._lingering: set[Session] = set()
+        """Sessions whose queued messages wait for their ``linger_ms`` timer."""
         self._pending: set[Session] = set()
         """Sessions with frames to write at the end of the current callback."""
         self.per_ip: Counter[str] = Counter()
@@ -95,17 +95,18 @@ class ApiServer:
 
     def _flush_pending(self) -> None:
         pending, self._pending = self._pending, set()
-        self._write_out(pending, self.linger)
+        self._write_out(pending, linger=True)
 
     def _release(self, session: Session) -> None:
         """A lingering session's timer: write what it holds."""
-        self._held.discard(session)
-        self._write_out((session,), {})
+        self._lingering.discard(session)
+        self._write_out((session,), linger=False)
 
-    def _write_out(self, sessions: Iterable[Session], linger: dict[Session, float]) -> None:
-        """Write to every socket that takes data, but start the timer of a session in ``linger``;
-        a full socket is left to its writer task."""
-        waiters, connections, held = self.waiters, self.connections, self._held
+    def _write_out(self, sessions: Iterable[Session], linger: bool) -> None:
+        """Write to every socket that takes data, or, with ``linger``, start the timer of a session
+        that asked for one; a full socket is left to its writer task."""
+        waiters, connections, lingering = self.waiters, self.connections, self._lingering
+        hold_for = self.linger if linger else {}
         for session in sessions:
             ws = connections.get(session)
             if ws is None:
@@ -113,11 +114,11 @@ class ApiServer:
             if ws.paused or session.behind_since is not None:
                 waiters[session].set()
             elif session.outbox:
-                hold = linger.get(session)
+                hold = hold_for.get(session)
                 if hold is None:
                     self._flush(ws, session)
-                elif session not in held:
-                    held.add(session)
+                elif session not in lingering:
+                    lingering.add(session)
                     asyncio.get_running_loop().call_later(hold, self._release, session)
 
     def _flush(self, ws: ServerConnection, session: Session) -> None:
@@ -170,6 +171,8 @@ class ApiServer:
                 task_status.started(bound)
                 await anyio.sleep_forever()
         finally:
+            lingering, self._lingering = self._lingering, set()
+            self._write_out(lingering, linger=False)  # before the close frames
             with anyio.move_on_after(CLOSE_TIMEOUT + 1, shield=True):
                 server.close()
                 await server.wait_closed()
@@ -226,13 +229,13 @@ class ApiServer:
         sock = ws.transport.get_extra_info("socket")
         if sock is not None:  # a small kernel buffer makes a stalled client fall behind early
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.send_buffer_bytes)
+        query = urlparse(ws.request.path).query if ws.request is not None else ""
+        linger = linger_seconds(query)  # checked before the upgrade
         session = self.hub.open()
         event = self.waiters[session] = asyncio.Event()
         self.connections[session] = ws
-        query = urlparse(ws.request.path).query if ws.request is not None else ""
         if parse_qs(query).get("batch") == ["1"]:
             self.batched.add(session)
-        linger = linger_seconds(query)  # checked before the upgrade
         if linger is not None:
             self.linger[session] = linger
         ip = _ip(ws)
@@ -305,9 +308,10 @@ def linger_seconds(query: str) -> float | None:
     if given is None:
         return None
     text = given[0] if len(given) == 1 else ""
-    if not (text.isascii() and text.isdigit() and len(text) <= 4 and 1 <= int(text) <= MAX_LINGER_MS):
+    digits = text.lstrip("0")  # a number of any length could be all leading zeros
+    if not (text.isascii() and text.isdigit() and 0 < len(digits) <= 4 and int(digits) <= MAX_LINGER_MS):
         raise ValueError(f"linger_ms must be one whole number of milliseconds from 1 to {MAX_LINGER_MS}")
-    return int(text) / 1000
+    return int(digits) / 1000
 
 
 def _ip(connection: ServerConnection) -> str:

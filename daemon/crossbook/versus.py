@@ -129,7 +129,7 @@ async def run_crossbook(recording: Recording, max_seconds: float = 120.0, subscr
         "venue_connections": venue.connections,
         "subscribers": subscribers,
         "client_messages": sum(sub.messages for sub in subs),
-        "client_messages_least": min((sub.messages for sub in subs), default=0),
+        "client_messages_fewest": min((sub.messages for sub in subs), default=0),
         "best_bid": str(top[0]),
         "best_ask": str(top[1]),
         "book_ok": state == LIVE
