@@ -1,8 +1,9 @@
-"""Soak: ``python -m crossbook.soak [--seconds S] [--clients N] [--slow M]``.
+"""Soak: ``python -m crossbook.soak [--seconds S] [--clients N] [--slow M] [--lingering L]``.
 
 Runs the daemon (a child process) against two fake Binance venues on loopback that inject faults
 (dropped connections, lost messages, garbage frames, stalls, REST 429s), with hundreds of
-WebSocket clients, some of them slow, for a bounded time. It prints: messages delivered, gaps
+WebSocket clients, some of them slow, some having their writes held (``?linger_ms=``), for a
+bounded time. It prints: messages delivered, gaps
 seen by clients (must be 0: conflations are announced and do not count), books served wrong
 (clients' venue books compared with the venues' truth at quiet checkpoints; must be 0), and the
 daemon's RSS and open file descriptors over time (growth must level off).
@@ -35,6 +36,8 @@ SYMBOLS = ["BTC-USDT", "ETH-USDT"]
 VENUES = ("bn-a", "bn-b")
 FAULTS = ("drop", "gap", "garbage", "stall", "rest_429")
 DEPTH = 10
+LINGER_MS = 20
+"""What the lingering clients ask for."""
 FAULT_SETTLE = 6.0
 """Seconds after a fault before a venue's books are checked against the truth."""
 
@@ -110,7 +113,8 @@ class Daemon:
         figures.fds.append(len(os.listdir(f"/proc/{self.proc.pid}/fd")))
 
 
-async def run(seconds: float, clients: int, slow: int, rate: float, seed: int) -> Figures:
+async def run(seconds: float, clients: int, slow: int, rate: float, seed: int, lingering: int = 0) -> Figures:
+    """The first ``slow`` clients are slow, the next ``lingering`` ones have their writes held."""
     rng = random.Random(seed)
     figures = Figures(faults=dict.fromkeys(FAULTS, 0))
     markets = {v: FakeMarket(SYMBOLS, seed=i + 1, mid=100_000 + 3 * i) for i, v in enumerate(VENUES)}
@@ -143,7 +147,8 @@ async def run(seconds: float, clients: int, slow: int, rate: float, seed: int) -
                         client = Client()
                         if i >= slow:
                             watched.append(client)
-                        tg.start_soon(_client, daemon.api, client, i < slow, figures)
+                        query = f"?linger_ms={LINGER_MS}" if slow <= i < slow + lingering else ""
+                        tg.start_soon(_client, daemon.api, client, i < slow, figures, query)
                     deadline = time.monotonic() + seconds
                     next_check = time.monotonic() + 15
                     next_sample = time.monotonic() + 10
@@ -199,7 +204,7 @@ async def _faults(fakes: dict[str, FakeVenue], rng: random.Random, figures: Figu
             figures.fault_ended[venue] = time.monotonic()
 
 
-async def _client(port: int, client: Client, slow: bool, figures: Figures) -> None:
+async def _client(port: int, client: Client, slow: bool, figures: Figures, query: str) -> None:
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed
 
@@ -207,7 +212,7 @@ async def _client(port: int, client: Client, slow: bool, figures: Figures) -> No
     request = orjson.dumps({"op": "subscribe", "id": 1, "channels": channels, "depth": DEPTH}).decode()
     while True:
         try:
-            async with connect(f"ws://127.0.0.1:{port}/v1/stream", max_size=None) as ws:
+            async with connect(f"ws://127.0.0.1:{port}/v1/stream{query}", max_size=None) as ws:
                 await ws.send(request)
                 async for data in ws:
                     msg = orjson.loads(data)
@@ -256,15 +261,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--slow", type=int, default=20, help="how many of the clients are slow")
+    parser.add_argument(
+        "--lingering", type=int, default=20, help=f"how many of the others ask for linger_ms={LINGER_MS}"
+    )
     parser.add_argument("--rate", type=float, default=20.0, help="market steps per second per symbol and venue")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     started = time.monotonic()
-    figures = anyio.run(run, args.seconds, args.clients, args.slow, args.rate, args.seed)
+    figures = anyio.run(run, args.seconds, args.clients, args.slow, args.rate, args.seed, args.lingering)
     out: dict[str, Any] = {
         "seconds": round(time.monotonic() - started, 1),
         "clients": args.clients,
         "slow_clients": args.slow,
+        "lingering_clients": args.lingering,
         "messages_delivered": figures.delivered,
         "gaps_seen_by_clients": figures.gaps,
         "conflations_announced": figures.conflations,
