@@ -13,9 +13,9 @@ import orjson
 import pytest
 
 from captures import capture
-from crossbook import bench, floor
+from crossbook import bench, exact, floor
 from crossbook.bench import GENERATED, bench_ingest_generated, bench_latency, bench_stages, bench_writes
-from crossbook.loadgen import CAPTURE, load_recording
+from crossbook.loadgen import CAPTURE, load_recording, respelled
 from crossbook.versus import median_pair, run_crossbook
 
 
@@ -40,6 +40,21 @@ def test_daemon_ingests_the_recorded_slice_into_a_live_book() -> None:
     assert figures["client_messages_fewest"] > 2
     assert figures["client_messages"] < 2 * 2 * 2000
     assert Decimal(figures["best_bid"]) == recording.best_bid
+
+
+def test_each_repeated_round_spells_the_same_numbers_anew() -> None:
+    levels = [["61824.00000000", "4.46334000"], ["61810.75000000", "0.00000000"], ["7", "12"]]
+    spellings = [respelled(levels, r) for r in range(24)]
+    assert spellings[0] == levels
+    for spelled in spellings:
+        assert [[Decimal(p), Decimal(s)] for p, s in spelled] == [[Decimal(p), Decimal(s)] for p, s in levels]
+        assert all(len(t) <= exact.PLAIN_MAX for level in spelled for t in level)  # parsed on the fast path
+    texts = [text for spelled in spellings for level in spelled[:2] for text in level]
+    assert len(set(texts)) == len(texts)  # no round finds another's texts in the parse cache
+    recording = load_recording(capture(CAPTURE), limit=50, rounds=3)
+    first, third = orjson.loads(recording.frames[0])["data"], orjson.loads(recording.frames[-50])["data"]
+    assert first["b"] != third["b"]
+    assert [[Decimal(p), Decimal(s)] for p, s in first["b"]] == [[Decimal(p), Decimal(s)] for p, s in third["b"]]
 
 
 @pytest.mark.timeout(90)
