@@ -217,6 +217,17 @@ def test_parse_rejects(bad: str) -> None:
         exact.parse(bad)
 
 
+def test_clearing_the_caches_parses_and_formats_afresh() -> None:
+    first = exact.parse("61824.25000000")
+    assert exact.parse("61824.25000000") is first  # remembered: one Decimal for one text
+    spelled = exact.text(first)
+    exact.clear_caches()
+    again = exact.parse("61824.25000000")
+    assert again == first
+    assert again is not first
+    assert exact.text(again) == spelled == "61824.25"
+
+
 high_precision = st.builds(lambda digits, exp: Decimal(f"{digits}E{exp}"), st.integers(1, 10**20), st.integers(-18, 4))
 
 

@@ -57,7 +57,7 @@ from typing import Any
 import anyio
 import orjson
 
-from crossbook import __version__, compiled, floor, loadgen
+from crossbook import __version__, compiled, exact, floor, loadgen
 from crossbook.engine import Engine
 from crossbook.hub import DEFAULT_DEPTH, Hub
 from crossbook.model import BookDelta, BookState
@@ -437,7 +437,8 @@ CAPTURE_OPTIONS: dict[str, tuple[dict[str, Any], str | None]] = {
 
 
 def bench_captures(rounds: int = 3) -> dict[str, Any]:
-    """Level updates/s through each connector's parse + book sync on real captures (best of rounds)."""
+    """Level updates/s through each connector's parse + book sync on real captures (best of rounds,
+    each starting with the parse caches empty)."""
     import gzip
 
     from crossbook.plugins import load_connectors
@@ -465,6 +466,7 @@ def bench_captures(rounds: int = 3) -> dict[str, Any]:
         records.sort(key=lambda r: r.ts_ns)
         best = 0.0
         for _ in range(rounds):
+            exact.clear_caches()  # each pass parses as the first did
             connector = spec.factory(connector_id, tuple(symbols), spec.config_model(**keys))
             rp = Replay(connector.protocol, connector.make_sync, symbols)  # type: ignore[attr-defined]
             levels = 0
@@ -482,7 +484,8 @@ def bench_captures(rounds: int = 3) -> dict[str, Any]:
 
 
 def bench_stages(rounds: int = 3) -> dict[str, Any]:
-    """µs per recorded Binance frame in each sans-I/O stage (best of ``rounds`` passes)."""
+    """µs per recorded Binance frame in each sans-I/O stage (best of ``rounds`` passes, each
+    starting with the parse caches empty, as the floor's)."""
     from crossbook.plugins import load_connectors
     from crossbook.testing.replay import Replay
 
@@ -494,6 +497,7 @@ def bench_stages(rounds: int = 3) -> dict[str, Any]:
     symbol = "BTC-USDT"
     best: dict[str, float] = {}
     for _ in range(rounds):
+        exact.clear_caches()  # each pass parses as the first did
         connector = spec.factory("binance", (symbol,), spec.config_model())
         replay = Replay(connector.protocol, connector.make_sync, [symbol])  # type: ignore[attr-defined]
         engine = Engine({"binance": [symbol]}, 10**18)
@@ -517,6 +521,7 @@ def bench_stages(rounds: int = 3) -> dict[str, Any]:
             spent["engine"] += t2 - t1
             spent["hub"] += t3 - t2
         assert engine.state(symbol, "binance") is BookState.LIVE
+        exact.clear_caches()
         spent["floor"], top = floor.replay(recording.snapshot, recording.frames, "binance", DEFAULT_DEPTH)
         book = engine.consolidated[symbol]
         sides = (book.top_bids(DEFAULT_DEPTH), book.top_asks(DEFAULT_DEPTH))

@@ -141,6 +141,14 @@ TEXT_CACHE_SIZE = 16384
 """Values :func:`text` remembers (~60 ns a hit against ~800 ns formatting). Equal values
 (``1.0`` and ``1``) are one key and have one canonical text."""
 
-text: Callable[[Decimal], str] = _Memo(_canonical, TEXT_CACHE_SIZE).__getitem__
+_texts: _Memo[Decimal, str] = _Memo(_canonical, TEXT_CACHE_SIZE)
+text: Callable[[Decimal], str] = _texts.__getitem__
 """Canonical plain decimal text: no exponent, no trailing zeros, ``"0"`` for zero (a bound dict
 lookup: no Python call on a hit)."""
+
+
+def clear_caches() -> None:
+    """Forget the texts parsed and the values formatted, as a fresh daemon starts: a benchmark
+    passing over one capture again would otherwise find every one of them."""
+    _parsed.clear()
+    _texts.clear()
