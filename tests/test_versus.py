@@ -43,7 +43,7 @@ def test_daemon_ingests_the_recorded_slice_into_a_live_book() -> None:
 
 
 def test_each_repeated_round_spells_the_same_numbers_anew() -> None:
-    levels = [["61824.00000000", "4.46334000"], ["61810.75000000", "0.00000000"], ["7", "12"]]
+    levels = [["61824.00000000", "4.46334000"], ["61810.75000000", "0.00000000"], ["7", "1.5E-8"]]
     spellings = [respelled(levels, r) for r in range(24)]
     assert spellings[0] == levels
     for spelled in spellings:
@@ -51,6 +51,8 @@ def test_each_repeated_round_spells_the_same_numbers_anew() -> None:
         assert all(len(t) <= exact.PLAIN_MAX for level in spelled for t in level)  # parsed on the fast path
     texts = [text for spelled in spellings for level in spelled[:2] for text in level]
     assert len(set(texts)) == len(texts)  # no round finds another's texts in the parse cache
+    assert {spelled[2][1] for spelled in spellings} == {"1.5E-8"}  # not a plain decimal: kept
+    assert respelled(levels, 24) == levels
     recording = load_recording(capture(CAPTURE), limit=50, rounds=3)
     first, third = orjson.loads(recording.frames[0])["data"], orjson.loads(recording.frames[-50])["data"]
     assert first["b"] != third["b"]

@@ -149,6 +149,7 @@ lookup: no Python call on a hit)."""
 
 def clear_caches() -> None:
     """Forget the texts parsed and the values formatted, as a fresh daemon starts: a benchmark
-    passing over one capture again would otherwise find every one of them."""
+    passing over one capture again would otherwise find every one of them. A connector's own
+    memo (Kraken's checksum texts, by the identity of a ``Decimal``) is its own: it only misses."""
     _parsed.clear()
     _texts.clear()

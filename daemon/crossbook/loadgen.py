@@ -129,9 +129,8 @@ def load_recording(path: Path, limit: int | None = None, rounds: int = 1) -> Rec
     last = diffs[-1]["u"]
     for r in range(1, rounds):
         last += 1
-        frames.append(
-            _frame({"e": "depthUpdate", "E": diffs[-1]["E"], "s": VENUE_SYMBOL, "U": last, "u": last} | reset)
-        )
+        head = {"e": "depthUpdate", "E": diffs[-1]["E"], "s": VENUE_SYMBOL, "U": last, "u": last}
+        frames.append(_frame(head | {"b": respelled(reset["b"], r), "a": respelled(reset["a"], r)}))
         shift = last + 1 - diffs[0]["U"]
         frames.extend(
             _frame(d | {"U": d["U"] + shift, "u": d["u"] + shift, "b": respelled(d["b"], r), "a": respelled(d["a"], r)})
@@ -143,13 +142,21 @@ def load_recording(path: Path, limit: int | None = None, rounds: int = 1) -> Rec
 
 
 def respelled(levels: list[list[str]], round_: int) -> list[list[str]]:
-    """The same ``[price, size]`` levels with each number spelled anew for a repeated round (up
-    to 3 leading zeros and 5 trailing ones, 24 spellings): a round then misses the daemon's parse
-    cache as the recording's first pass does, as a live stream does (~1 text in 5), instead of
-    finding every text it parsed in the round before."""
+    """The same ``[price, size]`` levels with each plain decimal spelled anew for a repeated round
+    (up to 3 leading zeros and 5 trailing ones: 24 spellings, the same value, each within the
+    parse cache's fast path): a round then misses the daemon's parse cache as the recording's
+    first pass does, as a live stream does (~1 text in 5), instead of finding every text it parsed
+    in the round before. A spelling comes back after 24 rounds, by when the cache (65,536 texts,
+    ~47,000 new a round) has been emptied many times. Other texts (an exponent) are kept as they are."""
     variant = round_ % 24
     lead, trail = "0" * (variant % 4), "0" * (variant // 4)
-    return [[lead + p + (trail if "." in p else ""), lead + s + (trail if "." in s else "")] for p, s in levels]
+
+    def spell(text: str) -> str:
+        if not text.replace(".", "", 1).isdigit():
+            return text
+        return lead + text + (trail if "." in text else "")
+
+    return [[spell(p), spell(s)] for p, s in levels]
 
 
 def encode_changes(fake: FakeVenue, conn: FakeConnection, symbol: str, count: int, n: int) -> list[str]:
