@@ -53,6 +53,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import anyio
 import orjson
@@ -61,7 +62,7 @@ from crossbook import __version__, compiled, exact, floor, loadgen
 from crossbook.engine import Engine
 from crossbook.hub import DEFAULT_DEPTH, Hub
 from crossbook.model import BookDelta, BookState
-from crossbook.server import MAX_LINGER_MS
+from crossbook.server import linger_seconds
 from crossbook.testing import captures
 from crossbook.versus import bench_versus, poll_interval, positive, run_crossbook
 
@@ -788,11 +789,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _linger_ms(text: str) -> int:
-    """An argparse type: what a stream URL's ``linger_ms`` takes."""
-    value = positive(text)
-    if value > MAX_LINGER_MS:
-        raise argparse.ArgumentTypeError(f"must be {MAX_LINGER_MS} or less, not {value}")
-    return value
+    """An argparse type: what a stream URL's ``linger_ms`` takes (the server's own check)."""
+    try:
+        seconds = linger_seconds(urlencode({"linger_ms": text}))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    assert seconds is not None
+    return round(seconds * 1000)
 
 
 def _table(name: str, figures: dict[str, Any], indent: str = "") -> None:

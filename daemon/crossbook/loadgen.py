@@ -28,7 +28,7 @@ from decimal import Decimal
 from http import HTTPStatus
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import parse_qs, unquote, urlparse
+from urllib.parse import parse_qs, unquote, urlencode, urlparse
 
 import orjson
 from websockets.asyncio.client import connect
@@ -408,8 +408,8 @@ async def subscribers(
     loop = asyncio.get_running_loop()
     request = orjson.dumps({"op": "subscribe", "id": 1, "channels": channels, "depth": depth})
     out = []
-    query = "&".join(([] if not batch else ["batch=1"]) + ([] if linger_ms is None else [f"linger_ms={linger_ms}"]))
-    query = f"?{query}" if query else ""
+    params = ({"batch": 1} if batch else {}) | ({} if linger_ms is None else {"linger_ms": linger_ms})
+    query = f"?{urlencode(params)}" if params else ""
     for i in range(count):
         sub = Subscriber(request, i < probes, query)
         await loop.create_connection(lambda sub=sub: sub, "127.0.0.1", port)  # type: ignore[misc]
