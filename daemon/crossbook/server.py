@@ -13,7 +13,7 @@ limits); slow clients are conflated by the hub and closed with 1013 here if they
 array of the messages that were ready together, which costs the server and the client one frame
 instead of one per message. ``linger_ms=N`` (1 to 1000) holds what is queued for a connection up to
 N ms so that it goes out in one write with what follows: for a client that counts throughput over
-latency (a recorder, a dashboard), one write then carries many messages, and the write is most of
+latency (a recorder, a dashboard), one write then carries many messages, and the write is much of
 the server's cost per client.
 """
 
