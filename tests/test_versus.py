@@ -16,7 +16,7 @@ from captures import capture
 from crossbook import bench, exact, floor
 from crossbook.bench import GENERATED, bench_ingest_generated, bench_latency, bench_stages, bench_writes
 from crossbook.loadgen import CAPTURE, load_recording, respelled
-from crossbook.versus import median_pair, run_crossbook
+from crossbook.versus import _by_round, median_pair, run_crossbook
 
 
 @pytest.mark.timeout(60)
@@ -40,6 +40,32 @@ def test_daemon_ingests_the_recorded_slice_into_a_live_book() -> None:
     assert figures["client_messages_fewest"] > 2
     assert figures["client_messages"] < 2 * 2 * 2000
     assert Decimal(figures["best_bid"]) == recording.best_bid
+    # The daemon's RSS is sampled before the frames and as it takes them, and read at each round's end.
+    assert recording.round_frames == [1000, 2001]
+    assert 0 < figures["rss_bytes_before"] <= figures["rss_bytes_max"]
+    assert 0 < figures["rss_bytes_after"] <= figures["rss_bytes_max"]
+    assert len(figures["rss_mib_by_round"]) == 2
+    assert all(0 < mib <= figures["rss_bytes_max"] / 2**20 for mib in figures["rss_mib_by_round"])
+
+
+def test_the_rss_at_a_rounds_end_is_the_first_sample_taken_after_it() -> None:
+    samples = [(0.0, 1 << 20), (999.0, 2 << 20), (1001.0, 3 << 20), (1500.0, 4 << 20), (2002.0, 5 << 20)]
+    assert _by_round(samples, [1000, 2001]) == [3.0, 5.0]
+    assert _by_round(samples, [1000, 9999]) == [3.0, 5.0]  # never reached: the last sample
+
+
+@pytest.mark.timeout(120)
+def test_a_replay_of_an_hour_serves_as_many_rounds_as_cover_it() -> None:
+    once = load_recording(capture(CAPTURE))
+    assert 300 < once.seconds < 400  # the recording spans 346 s of Binance's time
+
+    figures = bench.bench_replay_rss(hours=0.15)  # 540 s: two rounds
+
+    assert figures["book_ok"], figures
+    assert figures["venue_hours"] == pytest.approx(2 * once.seconds / 3600)
+    assert figures["messages"] == 2 * len(once.frames) + 1
+    assert len(figures["rss_mib_by_round"]) == 2
+    assert 0 < figures["rss_bytes_before"] <= figures["rss_bytes_after"] <= figures["rss_bytes_max"]
 
 
 def test_each_repeated_round_spells_the_same_numbers_anew() -> None:

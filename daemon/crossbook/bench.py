@@ -22,7 +22,8 @@ Bounded scenarios, all on this machine (loopback only), printed as a table and a
    websockets clients: delivered messages/s, latency, peak RSS. ``stalled``: the same beside
    ``--stalled`` subscribers that never read.
 6. ``memory``: bytes per level of a venue book and of a consolidated book, bytes per idle
-   subscriber in the hub, and the daemon's RSS per idle WebSocket subscriber.
+   subscriber in the hub, the daemon's RSS per idle WebSocket subscriber, and its RSS after an
+   hour of the venue's time (the ``ingest`` recording replayed, ~11 rounds) and at each round's end.
 7. ``captures``: every built-in connector's parser and book syncs on its real captures.
 8. ``versus``: crossbook against cryptofeed on the same stream (:mod:`crossbook.versus`).
 9. ``stages``: the ``ingest`` frames in this process, no sockets: µs per frame in parse + book
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import multiprocessing
 import random
 import re
@@ -148,17 +150,36 @@ def bench_memory(subscribers: int = 500) -> dict[str, Any]:
         "consolidated_bytes_per_level": per_consolidated,
         "hub_bytes_per_idle_subscriber": per_session,
         "daemon_rss_bytes_per_idle_websocket": _rss_per_idle_client(subscribers),
+        "replay": bench_replay_rss(),
     }
+
+
+HOUR = 3600.0
+
+
+def bench_replay_rss(hours: float = 1.0) -> dict[str, Any]:
+    """The daemon's RSS before and after replaying ``hours`` of the venue's time or more: the
+    recorded Binance stream, each round spelled anew, as fast as the daemon reads it, with one
+    subscriber of ``book`` and ``bbo``; and RSS at the end of each round, to show whether it
+    levels off."""
+    once = _recording(1)
+    if once is None:
+        return {"skipped": f"capture {loadgen.CAPTURE} not present"}
+    recording = _recording(math.ceil(hours * HOUR / once.seconds))
+    assert recording is not None
+    run = _run(run_crossbook, recording, 300.0, 1)
+    keys = ("venue_hours", "messages", "rss_bytes_before", "rss_bytes_after", "rss_bytes_max", "rss_mib_by_round")
+    return {key: run[key] for key in keys} | {"book_ok": run["book_ok"]}
 
 
 def _rss_per_idle_client(count: int) -> float:
     """The daemon's RSS growth per idle, subscribed WebSocket client (sim venues at 1 msg/s)."""
     with _sim_daemon(1, "max_connections_per_ip = 100000\n") as (proc, api, _):
         time.sleep(1)
-        start = _rss(proc.pid)
+        start = loadgen.rss_bytes(proc.pid)
         socks = [_stalled_client(api) for _ in range(count)]  # subscribed; idle at 1 msg/s
         time.sleep(2)
-        grown = _rss(proc.pid) - start
+        grown = loadgen.rss_bytes(proc.pid) - start
         for sock in socks:
             sock.close()
         return grown / count
@@ -395,11 +416,6 @@ def _run(func: Any, *args: Any) -> dict[str, Any]:
     except ImportError:
         return dict(anyio.run(func, *args))
     return dict(anyio.run(func, *args, backend_options={"use_uvloop": True}))
-
-
-def _rss(pid: int) -> int:
-    found = re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text())
-    return int(found.group(1)) * 1024 if found else 0
 
 
 CAPTURES: list[tuple[str, str, str, list[str] | None]] = [

@@ -78,6 +78,11 @@ class Recording:
     bids: dict[str, str]
     """The book after the last frame: price text -> size text."""
     asks: dict[str, str]
+    seconds: float
+    """The venue's time the frames stand for: the recording's span (first to last diff's event
+    time) once a round."""
+    round_frames: list[int]
+    """How many frames have been served when each round ends."""
 
     @property
     def best_bid(self) -> Decimal:
@@ -125,6 +130,7 @@ def load_recording(path: Path, limit: int | None = None, rounds: int = 1) -> Rec
         "a": [[p, "0.00000000"] for p in asks if p not in start_asks] + snap["asks"],
     }
     frames = [_frame(d) for d in diffs]
+    round_frames = [len(frames)]
     levels = sum(len(d["b"]) + len(d["a"]) for d in diffs)
     last = diffs[-1]["u"]
     for r in range(1, rounds):
@@ -138,7 +144,9 @@ def load_recording(path: Path, limit: int | None = None, rounds: int = 1) -> Rec
         )
         last = diffs[-1]["u"] + shift
         levels += len(reset["b"]) + len(reset["a"]) + sum(len(d["b"]) + len(d["a"]) for d in diffs)
-    return Recording(snapshot, frames, levels, bids, asks)
+        round_frames.append(len(frames))
+    span = (diffs[-1]["E"] - diffs[0]["E"]) / 1000
+    return Recording(snapshot, frames, levels, bids, asks, span * rounds, round_frames)
 
 
 def respelled(levels: list[list[str]], round_: int) -> list[list[str]]:
@@ -230,6 +238,12 @@ def daemon_ports(proc: subprocess.Popen[str]) -> tuple[int, int]:
                     continue
         time.sleep(0.1)
     raise RuntimeError("daemon did not start")
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process."""
+    found = re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text())
+    return int(found.group(1)) * 1024 if found else 0
 
 
 def cpu_seconds(pid: int) -> float:

@@ -59,6 +59,7 @@ from crossbook.loadgen import (
     daemon_venue,
     load_recording,
     metric_value,
+    rss_bytes,
     scrape,
     spawn_daemon,
 )
@@ -97,12 +98,14 @@ async def run_crossbook(recording: Recording, max_seconds: float = 120.0, subscr
             try:
                 api, metrics = await asyncio.to_thread(daemon_ports, proc)
                 subs = await subscribers_of(api, subscribers, [f"book.{SYMBOL}", f"bbo.{SYMBOL}"], batch=True)
+                rss = [(0.0, rss_bytes(proc.pid))]
                 venue.ready.set()
                 deadline = time.monotonic() + max_seconds
                 while True:
                     body = await asyncio.to_thread(scrape, metrics)
                     now = time.monotonic()
                     count = metric_value(body, "crossbook_venue_messages_total")
+                    rss.append((count, rss_bytes(proc.pid)))
                     if metric_value(body, "crossbook_skipped_events_total") >= 1:
                         cpu = cpu_seconds(proc.pid)
                         break
@@ -130,6 +133,11 @@ async def run_crossbook(recording: Recording, max_seconds: float = 120.0, subscr
         "subscribers": subscribers,
         "client_messages": sum(sub.messages for sub in subs),
         "client_messages_fewest": min((sub.messages for sub in subs), default=0),
+        "venue_hours": recording.seconds / 3600,
+        "rss_bytes_before": rss[0][1],
+        "rss_bytes_after": rss[-1][1],
+        "rss_bytes_max": max(size for _, size in rss),
+        "rss_mib_by_round": _by_round(rss, recording.round_frames),
         "best_bid": str(top[0]),
         "best_ask": str(top[1]),
         "book_ok": state == LIVE
@@ -139,6 +147,17 @@ async def run_crossbook(recording: Recording, max_seconds: float = 120.0, subscr
         "version": __version__,
     }
     return figures
+
+
+def _by_round(rss: list[tuple[float, int]], round_frames: list[int]) -> list[float]:
+    """The daemon's RSS (MiB) when it had taken each round's frames: the first sample at or
+    after the round's end (its sent frames are counted once published; the last sample is the
+    end)."""
+    out = []
+    for served in round_frames:
+        size = next((size for count, size in rss if count >= served), rss[-1][1])
+        out.append(round(size / 2**20, 1))
+    return out
 
 
 def poll_interval(started: tuple[float, float] | None, now: float, count: float, n: int) -> float:
