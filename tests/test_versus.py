@@ -40,18 +40,21 @@ def test_daemon_ingests_the_recorded_slice_into_a_live_book() -> None:
     assert figures["client_messages_fewest"] > 2
     assert figures["client_messages"] < 2 * 2 * 2000
     assert Decimal(figures["best_bid"]) == recording.best_bid
-    # The daemon's RSS is sampled before the frames and as it takes them, and read at each round's end.
+    # The daemon's RSS is sampled before the frames and as it takes them, and just after each
+    # round: once it has counted the round's frames (plus its status and snapshot), before the next.
     assert recording.round_frames == [1000, 2001]
-    assert 0 < figures["rss_bytes_before"] <= figures["rss_bytes_max"]
-    assert 0 < figures["rss_bytes_after"] <= figures["rss_bytes_max"]
-    assert len(figures["rss_mib_by_round"]) == 2
-    assert all(0 < mib <= figures["rss_bytes_max"] / 2**20 for mib in figures["rss_mib_by_round"])
+    assert 0 < figures["daemon_rss_mib_before"] <= figures["daemon_peak_rss_mib"]
+    assert 0 < figures["daemon_rss_mib_after"] <= figures["daemon_peak_rss_mib"]
+    assert all(0 < mib <= figures["daemon_peak_rss_mib"] for mib in figures["daemon_rss_mib_by_round"])
+    first, second = figures["daemon_rss_sampled_at"]
+    assert 1000 <= first <= 2001 + 2
+    assert 2001 <= second <= 2001 + 2
 
 
-def test_the_rss_at_a_rounds_end_is_the_first_sample_taken_after_it() -> None:
+def test_the_rss_after_a_round_is_the_first_sample_taken_once_its_frames_are_counted() -> None:
     samples = [(0.0, 1 << 20), (999.0, 2 << 20), (1001.0, 3 << 20), (1500.0, 4 << 20), (2002.0, 5 << 20)]
-    assert _by_round(samples, [1000, 2001]) == [3.0, 5.0]
-    assert _by_round(samples, [1000, 9999]) == [3.0, 5.0]  # never reached: the last sample
+    assert _by_round(samples, [1000, 2001]) == [(1001.0, 3 << 20), (2002.0, 5 << 20)]
+    assert _by_round(samples, [1000, 9999]) == [(1001.0, 3 << 20), (2002.0, 5 << 20)]  # never reached: the last
 
 
 @pytest.mark.timeout(120)
@@ -64,8 +67,11 @@ def test_a_replay_of_an_hour_serves_as_many_rounds_as_cover_it() -> None:
     assert figures["book_ok"], figures
     assert figures["venue_hours"] == pytest.approx(2 * once.seconds / 3600)
     assert figures["messages"] == 2 * len(once.frames) + 1
-    assert len(figures["rss_mib_by_round"]) == 2
-    assert 0 < figures["rss_bytes_before"] <= figures["rss_bytes_after"] <= figures["rss_bytes_max"]
+    assert len(figures["daemon_rss_mib_by_round"]) == 2
+    assert 0 < figures["daemon_rss_mib_before"] < figures["daemon_rss_mib_after"] <= figures["daemon_peak_rss_mib"]
+    first, second = figures["daemon_rss_sampled_at"]
+    assert len(once.frames) <= first <= 2 * len(once.frames) + 3  # the second round has its reset frame
+    assert second >= 2 * len(once.frames) + 1
 
 
 def test_each_repeated_round_spells_the_same_numbers_anew() -> None:

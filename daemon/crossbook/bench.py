@@ -23,7 +23,7 @@ Bounded scenarios, all on this machine (loopback only), printed as a table and a
    ``--stalled`` subscribers that never read.
 6. ``memory``: bytes per level of a venue book and of a consolidated book, bytes per idle
    subscriber in the hub, the daemon's RSS per idle WebSocket subscriber, and its RSS after an
-   hour of the venue's time (the ``ingest`` recording replayed, ~11 rounds) and at each round's end.
+   hour of the venue's time (the ``ingest`` recording replayed, ~11 rounds) and after each round.
 7. ``captures``: every built-in connector's parser and book syncs on its real captures.
 8. ``versus``: crossbook against cryptofeed on the same stream (:mod:`crossbook.versus`).
 9. ``stages``: the ``ingest`` frames in this process, no sockets: µs per frame in parse + book
@@ -160,15 +160,23 @@ HOUR = 3600.0
 def bench_replay_rss(hours: float = 1.0) -> dict[str, Any]:
     """The daemon's RSS before and after replaying ``hours`` of the venue's time or more: the
     recorded Binance stream, each round spelled anew, as fast as the daemon reads it, with one
-    subscriber of ``book`` and ``bbo``; and RSS at the end of each round, to show whether it
-    levels off."""
+    subscriber of ``book`` and ``bbo``; and RSS just after each round (sampled once the daemon had
+    counted the venue messages at ``daemon_rss_sampled_at``), to show whether it levels off."""
     once = _recording(1)
     if once is None:
         return {"skipped": f"capture {loadgen.CAPTURE} not present"}
     recording = _recording(math.ceil(hours * HOUR / once.seconds))
     assert recording is not None
     run = _run(run_crossbook, recording, 300.0, 1)
-    keys = ("venue_hours", "messages", "rss_bytes_before", "rss_bytes_after", "rss_bytes_max", "rss_mib_by_round")
+    keys = (
+        "venue_hours",
+        "messages",
+        "daemon_rss_mib_before",
+        "daemon_rss_mib_after",
+        "daemon_peak_rss_mib",
+        "daemon_rss_mib_by_round",
+        "daemon_rss_sampled_at",
+    )
     return {key: run[key] for key in keys} | {"book_ok": run["book_ok"]}
 
 

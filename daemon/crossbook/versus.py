@@ -111,7 +111,8 @@ async def run_crossbook(recording: Recording, max_seconds: float = 120.0, subscr
                         break
                     if proc.poll() is not None or now > deadline:
                         raise RuntimeError(f"daemon published {count:.0f} of ~{n} frames: {_tail(log)}")
-                    await asyncio.sleep(poll_interval(venue.started, now, count, n))
+                    wait = poll_interval(venue.started, now, count, n)
+                    await asyncio.sleep(min(wait, _until_round_end(recording.round_frames, venue.started, now, count)))
                 assert venue.started is not None
                 figures = _figures(recording, now - venue.started[0], cpu - venue.started[1])
                 top = await _api_top(api)
@@ -123,6 +124,7 @@ async def run_crossbook(recording: Recording, max_seconds: float = 120.0, subscr
                 except subprocess.TimeoutExpired:
                     proc.kill()
     state = metric_value(body, "crossbook_book_state")
+    by_round = _by_round(rss, recording.round_frames)
     figures |= {
         "book_state": state,
         "book_updates": metric_value(body, "crossbook_book_updates_total"),
@@ -134,10 +136,11 @@ async def run_crossbook(recording: Recording, max_seconds: float = 120.0, subscr
         "client_messages": sum(sub.messages for sub in subs),
         "client_messages_fewest": min((sub.messages for sub in subs), default=0),
         "venue_hours": recording.seconds / 3600,
-        "rss_bytes_before": rss[0][1],
-        "rss_bytes_after": rss[-1][1],
-        "rss_bytes_max": max(size for _, size in rss),
-        "rss_mib_by_round": _by_round(rss, recording.round_frames),
+        "daemon_rss_mib_before": _mib(rss[0][1]),
+        "daemon_rss_mib_after": _mib(rss[-1][1]),
+        "daemon_peak_rss_mib": _mib(max(size for _, size in rss)),
+        "daemon_rss_mib_by_round": [_mib(size) for _, size in by_round],
+        "daemon_rss_sampled_at": [int(count) for count, _ in by_round],
         "best_bid": str(top[0]),
         "best_ask": str(top[1]),
         "book_ok": state == LIVE
@@ -149,15 +152,24 @@ async def run_crossbook(recording: Recording, max_seconds: float = 120.0, subscr
     return figures
 
 
-def _by_round(rss: list[tuple[float, int]], round_frames: list[int]) -> list[float]:
-    """The daemon's RSS (MiB) when it had taken each round's frames: the first sample at or
-    after the round's end (its sent frames are counted once published; the last sample is the
-    end)."""
-    out = []
-    for served in round_frames:
-        size = next((size for count, size in rss if count >= served), rss[-1][1])
-        out.append(round(size / 2**20, 1))
-    return out
+def _by_round(rss: list[tuple[float, int]], round_frames: list[int]) -> list[tuple[float, int]]:
+    """(venue messages counted, RSS) of the first sample taken once the daemon had counted each
+    round's frames (the last sample for a round never reached). The count runs two ahead of the
+    frames: the connection's status and the REST snapshot count as messages too."""
+    return [next(((c, size) for c, size in rss if c >= served), rss[-1]) for served in round_frames]
+
+
+def _until_round_end(round_frames: list[int], started: tuple[float, float] | None, now: float, count: float) -> float:
+    """Seconds until the daemon, at its rate so far, has counted the frames of the round it is in,
+    so that an RSS sample lands just after each round's end."""
+    ahead = next((served - count for served in round_frames if served > count), None)
+    if started is None or count <= 0 or ahead is None:
+        return 0.05
+    return max(0.002, ahead * (now - started[0]) / count)
+
+
+def _mib(size: int) -> float:
+    return round(size / 2**20, 1)
 
 
 def poll_interval(started: tuple[float, float] | None, now: float, count: float, n: int) -> float:
