@@ -160,12 +160,18 @@ def _by_round(rss: list[tuple[float, int]], round_frames: list[int]) -> list[tup
 
 
 def _until_round_end(round_frames: list[int], started: tuple[float, float] | None, now: float, count: float) -> float:
-    """Seconds until the daemon, at its rate so far, has counted the frames of the round it is in,
-    so that an RSS sample lands just after each round's end."""
+    """Seconds until the daemon has counted the frames of the round it is in, so that an RSS
+    sample lands just after each round's end."""
     ahead = next((served - count for served in round_frames if served > count), None)
-    if started is None or count <= 0 or ahead is None:
-        return 0.05
-    return max(0.002, ahead * (now - started[0]) / count)
+    eta = None if ahead is None else _eta(ahead, started, now, count)
+    return 0.05 if eta is None else max(0.002, eta)
+
+
+def _eta(frames: float, started: tuple[float, float] | None, now: float, count: float) -> float | None:
+    """Seconds the daemon takes for ``frames`` more at its rate so far (None before it has one)."""
+    if started is None or count <= 0:
+        return None
+    return frames * (now - started[0]) / count
 
 
 def _mib(size: int) -> float:
@@ -175,9 +181,8 @@ def _mib(size: int) -> float:
 def poll_interval(started: tuple[float, float] | None, now: float, count: float, n: int) -> float:
     """A quarter of the time the rest should take at the rate so far: few scrapes (which cost the
     daemon CPU), yet the end is seen within a few ms."""
-    if started is None or count <= 0:
-        return 0.05
-    return min(0.2, max(0.002, (n - count) * (now - started[0]) / count / 4))
+    eta = _eta(n - count, started, now, count)
+    return 0.05 if eta is None else min(0.2, max(0.002, eta / 4))
 
 
 def _tail(log: IO[str]) -> str:
