@@ -91,6 +91,10 @@ class L2Book:
         price = self._ask_prices[0]
         return price, self._ask_sizes[price]
 
+    def depths(self) -> tuple[int, int]:
+        """Levels on each side: (bids, asks)."""
+        return len(self._bid_prices), len(self._ask_prices)
+
     def crossed(self) -> bool:
         """True when the best bid is at or above the best ask: a venue book must never be."""
         return bool(self._bid_prices and self._ask_prices and self._bid_prices[-1] >= self._ask_prices[0])

@@ -162,7 +162,8 @@ class StreamingConnector:
         """A connector for a venue protocol with the keys every streaming connector has
         (``idle_timeout``, ``snapshot_weight_per_minute``, ``rest_timeout``) taken from its config;
         each symbol's book sync uses ``rule`` and the protocol's snapshot source (``sync_options``:
-        ``depth``, ``checksum``, ``check_crossed`` of :class:`~crossbook.sync.BookSync`)."""
+        ``depth``, ``snapshot_limit``, ``checksum``, ``check_crossed`` of
+        :class:`~crossbook.sync.BookSync`)."""
         source = protocol.snapshot_source
         return cls(
             venue,

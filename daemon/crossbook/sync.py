@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 
 from mypy_extensions import mypyc_attr
 
@@ -146,6 +147,7 @@ class BookSync:
         source: SnapshotSource,
         *,
         depth: int | None = None,
+        snapshot_limit: int | None = None,
         checksum: Checksum | None = None,
         check_crossed: bool = True,
     ) -> None:
@@ -155,6 +157,17 @@ class BookSync:
         self.depth = depth
         """Truncate each side to this many levels after every update (Kraken sends no removals
         for levels that fall out of the subscribed depth)."""
+        self.snapshot_limit = snapshot_limit
+        """Levels a side a REST snapshot holds at most (Binance's ``limit``). Beyond the last level
+        of a side that full, prices are unknown: the venue sends nothing for a level that does not
+        change, so a book built on such a snapshot lacks the deep levels that stay put. The book
+        keeps only the prices the snapshot covered (levels sent beyond them are dropped), and
+        re-snapshots (``beyond_snapshot``) once a side holds fewer than half the limit: the market
+        moved away from the covered prices, toward ones whose levels it does not know."""
+        self.bid_floor: Decimal | None = None
+        """The lowest bid price the snapshot covered, if its bid side was full; else None."""
+        self.ask_ceiling: Decimal | None = None
+        """The highest ask price the snapshot covered, if its ask side was full; else None."""
         self.checksum = checksum
         self.check_crossed = check_crossed
         self.book = L2Book()
@@ -194,6 +207,7 @@ class BookSync:
         self.buffer.clear()
         self.last = None
         self.aligned = False
+        self.bid_floor = self.ask_ceiling = None
 
     # -- updates ------------------------------------------------------------------------------
 
@@ -218,6 +232,7 @@ class BookSync:
         if self.state is not BookState.SYNCING:
             return
         self.book.replace(snap.bids, snap.asks)
+        self._cover(snap)
         self.last = snap.last
         self.aligned = False
         buffered, self.buffer = self.buffer, []
@@ -230,6 +245,7 @@ class BookSync:
                 if not self.aligned:  # the snapshot is older than what we hold: fetch again
                     self.book.clear()
                     self.last = None
+                    self.bid_floor = self.ask_ceiling = None
                     self.buffer = buffered[i:]
                     actions.append(FetchSnapshot(self))
                 else:
@@ -255,15 +271,38 @@ class BookSync:
             return
         events.append(BookDelta(self.symbol, bids, asks, upd.recv_ns, upd.venue_ns))
 
+    def _cover(self, snap: BookUpdate) -> None:
+        """Note which prices a REST snapshot covers (see ``snapshot_limit``)."""
+        limit = self.snapshot_limit
+        full_bids = limit is not None and len(snap.bids) >= limit
+        full_asks = limit is not None and len(snap.asks) >= limit
+        self.bid_floor = min(p for p, _ in snap.bids) if full_bids else None
+        self.ask_ceiling = max(p for p, _ in snap.asks) if full_asks else None
+
     def _apply_levels(self, upd: BookUpdate, events: list[Event]) -> tuple[list[Level], list[Level]]:
-        self.book.apply(upd.bids, upd.asks)
+        """Apply an update's levels within the covered prices; returns the levels applied."""
+        bids, asks = upd.bids, upd.asks
+        floor, ceiling = self.bid_floor, self.ask_ceiling
+        if floor is not None:
+            bids = [level for level in bids if level[0] >= floor]
+        if ceiling is not None:
+            asks = [level for level in asks if level[0] <= ceiling]
+        self.book.apply(bids, asks)
         if upd.last is not None:
             self.last = upd.last
         self.aligned = True
         if self.depth is None:
-            return upd.bids, upd.asks
+            return bids, asks
         cut_bids, cut_asks = self.book.truncate(self.depth)
-        return upd.bids + cut_bids, upd.asks + cut_asks
+        return bids + cut_bids, asks + cut_asks
+
+    def _beyond_snapshot(self) -> bool:
+        """A side the snapshot covered holds fewer than half its limit (see ``snapshot_limit``)."""
+        if self.snapshot_limit is None:
+            return False
+        least = max(1, self.snapshot_limit // 2)
+        bids, asks = self.book.depths()
+        return (self.bid_floor is not None and bids < least) or (self.ask_ceiling is not None and asks < least)
 
     def _consistent(self, upd: BookUpdate, events: list[Event], actions: list[Action]) -> bool:
         if self.checksum is not None and upd.checksum:
@@ -273,6 +312,9 @@ class BookSync:
             self.checksums_verified += 1
         if self.check_crossed and self.book.crossed():
             self.fail("crossed", upd.recv_ns, events, actions)
+            return False
+        if self._beyond_snapshot():
+            self.fail("beyond_snapshot", upd.recv_ns, events, actions)
             return False
         return True
 

@@ -73,7 +73,15 @@ def _connector(
     protocol: BinanceProtocol,
     rule: SequenceRule,
 ) -> StreamingConnector:
-    return StreamingConnector.build(venue, symbols, config, protocol, rule, max_connection_age=MAX_CONNECTION_AGE)
+    return StreamingConnector.build(
+        venue,
+        symbols,
+        config,
+        protocol,
+        rule,
+        max_connection_age=MAX_CONNECTION_AGE,
+        snapshot_limit=config.snapshot_limit,
+    )
 
 
 @hookimpl
