@@ -1,12 +1,13 @@
 """A depth-limited REST snapshot (Binance's ``limit``) covers only the prices down to its last level:
 the book keeps those, drops what is sent beyond them, and re-snapshots once the market has moved
-away from them (``beyond_snapshot``); a snapshot that is not full covers its whole side."""
+away from them, staying live meanwhile (below a quarter of the limit it resyncs: ``beyond_snapshot``);
+a snapshot that is not full covers its whole side."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
-from crossbook.model import BookDelta, BookState, Event, Level, VenueStatus
+from crossbook.model import BookDelta, BookSnapshot, BookState, Event, Level, VenueStatus
 from crossbook.sync import Action, BookSync, FetchSnapshot, FirstLastIds
 from crossbook.venue import BookUpdate, SnapshotSource
 
@@ -64,14 +65,64 @@ def test_without_a_limit_every_level_is_kept() -> None:
     assert sync.book.depths() == (5, 5)
 
 
-def test_a_side_left_with_fewer_than_half_the_limit_resyncs() -> None:
-    sync = live_sync(4, FOUR_BIDS, FOUR_ASKS)
-    events, actions = diff(sync, 11, lv(("100", "0")), [])  # 3 bids left: half of 4 is 2, still enough
-    assert sync.live
+EIGHT_BIDS = lv(*((str(100 - i), "1") for i in range(8)))  # 100 .. 93
+EIGHT_ASKS = lv(*((str(101 + i), "1") for i in range(8)))  # 101 .. 108
+
+
+def test_a_side_left_with_fewer_than_half_the_limit_is_rebased_while_live() -> None:
+    sync = live_sync(8, EIGHT_BIDS, EIGHT_ASKS)
+    events, actions = diff(sync, 11, lv(("100", "0"), ("99", "0"), ("98", "0"), ("97", "0")), [])
+    assert sync.live  # 4 bids left: half of 8, still enough
     assert actions == []
 
-    # The market falls: bids go, those that come lie below the covered prices and are unknown.
-    events, actions = diff(sync, 12, lv(("99", "0"), ("98", "0"), ("95", "1")), lv(("99.5", "1")))
+    # The market falls: one more bid goes, and those that come lie below the covered prices.
+    events, actions = diff(sync, 12, lv(("96", "0"), ("92", "1")), lv(("99", "1")))
+    assert sync.live
+    assert sync.rebasing
+    assert actions == [FetchSnapshot(sync)]
+    (delta,) = events
+    assert isinstance(delta, BookDelta)
+    assert delta.bids == lv(("96", "0"))  # 92 is beyond the covered prices: dropped
+    events, actions = diff(sync, 13, lv(("91", "2")), [])  # applied to the live book, and kept for the new one
+    assert actions == []
+    assert sync.book.depths() == (3, 9)
+    live_book = sync.book
+
+    # The new snapshot, taken after update 12, covers where the market now is; 13 is applied on it.
+    new_bids = lv(("95", "1"), ("94", "1"), ("93", "1"), ("92", "1"), *((str(90 - i), "1") for i in range(4)))
+    events, actions = [], []
+    sync.on_snapshot(BookUpdate("BTC-USDT", new_bids, [*lv(("99", "1")), *EIGHT_ASKS[:7]], 2, last=12), events, actions)
+
+    assert sync.live
+    assert not sync.rebasing
+    assert actions == []
+    (snapshot,) = events  # no status: the book never left ``live``
+    assert isinstance(snapshot, BookSnapshot)
+    assert snapshot.book is sync.book
+    assert sync.book is not live_book
+    assert sync.book.bids() == [*new_bids[:4], (Decimal(91), Decimal(2)), *new_bids[4:]]
+    assert (sync.bid_floor, sync.ask_ceiling) == (Decimal(87), Decimal(107))
+    assert sync.buffer == []
+
+
+def test_a_rebase_snapshot_older_than_the_buffer_is_fetched_again_while_the_book_stays() -> None:
+    sync = live_sync(8, EIGHT_BIDS, EIGHT_ASKS)
+    diff(sync, 11, lv(*((str(100 - i), "0") for i in range(5))), [])
+    assert sync.rebasing
+    live_book = sync.book
+    events: list[Event] = []
+    actions: list[Action] = []
+    sync.on_snapshot(BookUpdate("BTC-USDT", EIGHT_BIDS, EIGHT_ASKS, 2, last=9), events, actions)  # before 11
+    assert (events, actions) == ([], [FetchSnapshot(sync)])
+    assert sync.live
+    assert sync.rebasing
+    assert sync.book is live_book
+    assert sync.book.depths() == (3, 8)
+
+
+def test_a_side_left_with_fewer_than_a_quarter_of_the_limit_resyncs() -> None:
+    sync = live_sync(8, EIGHT_BIDS, EIGHT_ASKS)
+    events, actions = diff(sync, 11, lv(*((str(100 - i), "0") for i in range(7))), [])  # 1 bid left
 
     assert not sync.live
     assert [e for e in events if isinstance(e, BookDelta)] == []
@@ -80,25 +131,20 @@ def test_a_side_left_with_fewer_than_half_the_limit_resyncs() -> None:
     assert (status.state, status.reason) == (BookState.SYNCING, "beyond_snapshot")
     assert actions == [FetchSnapshot(sync)]
     assert (sync.bid_floor, sync.ask_ceiling) == (None, None)
-
-    # A new snapshot covers the prices where the market now is.
-    new_bids, new_asks = lv(("97", "1"), ("95", "1"), ("94", "1"), ("93", "1")), lv(("99.5", "1"), ("101", "1"))
-    events, actions = [], []
-    sync.on_snapshot(BookUpdate("BTC-USDT", new_bids, new_asks, 2, last=12), events, actions)
-    assert sync.live
-    assert (sync.bid_floor, sync.ask_ceiling) == (Decimal(93), None)
+    assert not sync.rebasing
 
 
-def test_a_snapshot_that_already_leaves_a_side_thin_asks_again() -> None:
-    """Buffered diffs replayed on a new snapshot may leave a side too thin already."""
-    sync = BookSync("BTC-USDT", FirstLastIds(), SnapshotSource.REST, snapshot_limit=4)
-    events: list[Event] = []
-    actions: list[Action] = []
-    sync.start(0, events, actions)
-    sync.on_update(BookUpdate("BTC-USDT", lv(("100", "0"), ("99", "0"), ("98", "0")), [], 5, first=11, last=11), [], [])
-    actions.clear()
-    sync.on_snapshot(BookUpdate("BTC-USDT", FOUR_BIDS, FOUR_ASKS, 1, last=10), events, actions)
-    assert not sync.live
-    assert actions == [FetchSnapshot(sync)]
-    assert isinstance(events[-1], VenueStatus)
-    assert events[-1].reason == "beyond_snapshot"
+def test_a_snapshot_that_already_leaves_a_side_thin_is_rebased_or_refetched() -> None:
+    """Buffered diffs replayed on a new snapshot may leave a side thin already."""
+    for gone, live in ((5, True), (7, False)):
+        sync = BookSync("BTC-USDT", FirstLastIds(), SnapshotSource.REST, snapshot_limit=8)
+        events: list[Event] = []
+        actions: list[Action] = []
+        sync.start(0, events, actions)
+        levels = lv(*((str(100 - i), "0") for i in range(gone)))
+        sync.on_update(BookUpdate("BTC-USDT", levels, [], 5, first=11, last=11), [], [])
+        actions.clear()
+        sync.on_snapshot(BookUpdate("BTC-USDT", EIGHT_BIDS, EIGHT_ASKS, 1, last=10), events, actions)
+        assert sync.live is live
+        assert sync.rebasing is live
+        assert actions == [FetchSnapshot(sync)]

@@ -161,9 +161,10 @@ class BookSync:
         """Levels a side a REST snapshot holds at most (Binance's ``limit``). Beyond the last level
         of a side that full, prices are unknown: the venue sends nothing for a level that does not
         change, so a book built on such a snapshot lacks the deep levels that stay put. The book
-        keeps only the prices the snapshot covered (levels sent beyond them are dropped), and
-        re-snapshots (``beyond_snapshot``) once a side holds fewer than half the limit: the market
-        moved away from the covered prices, toward ones whose levels it does not know."""
+        keeps only the prices the snapshot covered (levels sent beyond them are dropped). Once a
+        side holds fewer than half the limit (the market moved toward prices whose levels it does
+        not know), it fetches a new snapshot and stays live meanwhile (:attr:`rebasing`); below a
+        quarter it resyncs (``beyond_snapshot``). So its best quarter of the limit is always exact."""
         self.bid_floor: Decimal | None = None
         """The lowest bid price the snapshot covered, if its bid side was full; else None."""
         self.ask_ceiling: Decimal | None = None
@@ -175,6 +176,9 @@ class BookSync:
         self.last: int | None = None
         self.aligned = False
         self.buffer: list[BookUpdate] = []
+        self.rebasing = False
+        """A live book waits for a new REST snapshot (see ``snapshot_limit``): the updates it applies
+        are also buffered, to be aligned on that snapshot into a new book that then replaces it."""
         self.checksums_verified = 0
         """Venue checksums that matched the book (replays of captures count them)."""
 
@@ -208,6 +212,7 @@ class BookSync:
         self.last = None
         self.aligned = False
         self.bid_floor = self.ask_ceiling = None
+        self.rebasing = False
 
     # -- updates ------------------------------------------------------------------------------
 
@@ -221,6 +226,11 @@ class BookSync:
             self._go_live(upd, events, actions)
         elif self.state is BookState.LIVE:
             self._apply(upd, events, actions)
+            if self.rebasing and self.state is BookState.LIVE:
+                if len(self.buffer) >= MAX_BUFFER:
+                    self.fail("beyond_snapshot", upd.recv_ns, events, actions)
+                else:
+                    self.buffer.append(upd)
         elif self.state is BookState.SYNCING and self.source is SnapshotSource.REST:
             if len(self.buffer) >= MAX_BUFFER:
                 self.fail("gap", upd.recv_ns, events, actions)
@@ -228,9 +238,15 @@ class BookSync:
                 self.buffer.append(upd)
 
     def on_snapshot(self, snap: BookUpdate, events: list[Event], actions: list[Action]) -> None:
-        """A REST snapshot arrived: align the buffered updates on it."""
-        if self.state is not BookState.SYNCING:
+        """A REST snapshot arrived: align the buffered updates on it. A live book being rebased stays
+        as it is until the new one is built, then gives way to it (one ``BookSnapshot``, no status)."""
+        rebase = self.state is BookState.LIVE and self.rebasing
+        if self.state is not BookState.SYNCING and not rebase:
             return
+        live = (self.book, self.last, self.aligned, self.bid_floor, self.ask_ceiling)
+        if rebase:
+            self.book = L2Book()
+            self.rebasing = False
         self.book.replace(snap.bids, snap.asks)
         self._cover(snap)
         self.last = snap.last
@@ -243,9 +259,13 @@ class BookSync:
                 continue
             if verdict is Verdict.GAP:
                 if not self.aligned:  # the snapshot is older than what we hold: fetch again
-                    self.book.clear()
-                    self.last = None
-                    self.bid_floor = self.ask_ceiling = None
+                    if rebase:  # meanwhile the live book goes on
+                        self.book, self.last, self.aligned, self.bid_floor, self.ask_ceiling = live
+                        self.rebasing = True
+                    else:
+                        self.book.clear()
+                        self.last = None
+                        self.bid_floor = self.ask_ceiling = None
                     self.buffer = buffered[i:]
                     actions.append(FetchSnapshot(self))
                 else:
@@ -296,13 +316,12 @@ class BookSync:
         cut_bids, cut_asks = self.book.truncate(self.depth)
         return bids + cut_bids, asks + cut_asks
 
-    def _beyond_snapshot(self) -> bool:
-        """A side the snapshot covered holds fewer than half its limit (see ``snapshot_limit``)."""
-        if self.snapshot_limit is None:
-            return False
-        least = max(1, self.snapshot_limit // 2)
+    def _covered(self) -> int | None:
+        """Levels on the thinner side that a full snapshot side bounds, or None if neither is."""
         bids, asks = self.book.depths()
-        return (self.bid_floor is not None and bids < least) or (self.ask_ceiling is not None and asks < least)
+        if self.bid_floor is None:
+            return None if self.ask_ceiling is None else asks
+        return bids if self.ask_ceiling is None else min(bids, asks)
 
     def _consistent(self, upd: BookUpdate, events: list[Event], actions: list[Action]) -> bool:
         if self.checksum is not None and upd.checksum:
@@ -313,9 +332,15 @@ class BookSync:
         if self.check_crossed and self.book.crossed():
             self.fail("crossed", upd.recv_ns, events, actions)
             return False
-        if self._beyond_snapshot():
-            self.fail("beyond_snapshot", upd.recv_ns, events, actions)
-            return False
+        limit = self.snapshot_limit
+        covered = None if limit is None else self._covered()
+        if limit is not None and covered is not None:
+            if covered < max(1, limit // 4):
+                self.fail("beyond_snapshot", upd.recv_ns, events, actions)
+                return False
+            if covered < max(1, limit // 2) and not self.rebasing:
+                self.rebasing = True
+                actions.append(FetchSnapshot(self))
         return True
 
     def _go_live(self, snap: BookUpdate, events: list[Event], actions: list[Action]) -> None:
