@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
+
+from crossbook import sync as sync_module
 from crossbook.model import BookDelta, BookSnapshot, BookState, Event, Level, VenueStatus
 from crossbook.sync import Action, BookSync, FetchSnapshot, FirstLastIds
 from crossbook.venue import BookUpdate, SnapshotSource
@@ -148,3 +151,72 @@ def test_a_snapshot_that_already_leaves_a_side_thin_is_rebased_or_refetched() ->
         assert sync.live is live
         assert sync.rebasing is live
         assert actions == [FetchSnapshot(sync)]
+
+
+def thin_at_go_live(gone: int) -> BookSync:
+    """A sync whose first snapshot is left thin by the buffered update 11 replayed on it."""
+    sync = BookSync("BTC-USDT", FirstLastIds(), SnapshotSource.REST, snapshot_limit=8)
+    sync.start(0, [], [])
+    levels = lv(*((str(100 - i), "0") for i in range(gone)))
+    sync.on_update(BookUpdate("BTC-USDT", levels, [], 5, first=11, last=11), [], [])
+    sync.on_snapshot(BookUpdate("BTC-USDT", EIGHT_BIDS, EIGHT_ASKS, 1, last=10), [], [])
+    return sync
+
+
+def test_a_rebase_snapshot_older_than_the_live_book_is_refused_with_nothing_buffered() -> None:
+    """Binance's REST snapshot may be older than what the stream delivered: with no update
+    buffered to show it, the ids do."""
+    sync = thin_at_go_live(5)
+    assert sync.rebasing
+    assert sync.buffer == []
+    live_book = sync.book
+    events: list[Event] = []
+    actions: list[Action] = []
+    sync.on_snapshot(BookUpdate("BTC-USDT", EIGHT_BIDS, EIGHT_ASKS, 2, last=10), events, actions)
+    assert (events, actions) == ([], [FetchSnapshot(sync)])
+    assert sync.book is live_book
+    assert sync.book.depths() == (3, 8)
+    assert sync.last == 11
+
+    sync.on_snapshot(BookUpdate("BTC-USDT", EIGHT_BIDS[5:], EIGHT_ASKS, 3, last=11), events, actions)
+    assert not sync.rebasing  # as new as the live book: taken
+    assert sync.book is not live_book
+
+
+def test_a_refused_rebase_snapshot_leaves_the_live_books_covered_prices() -> None:
+    sync = live_sync(8, EIGHT_BIDS, EIGHT_ASKS)
+    diff(sync, 11, lv(*((str(100 - i), "0") for i in range(5))), [])
+    older = BookUpdate("BTC-USDT", lv(*((str(90 - i), "1") for i in range(8))), EIGHT_ASKS[:7], 2, last=9)
+    sync.on_snapshot(older, [], [])
+    assert (sync.bid_floor, sync.ask_ceiling) == (Decimal(93), Decimal(108))
+
+
+def test_a_rebase_whose_snapshot_never_comes_resyncs_when_its_buffer_is_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sync_module, "MAX_BUFFER", 3)
+    sync = live_sync(8, EIGHT_BIDS, EIGHT_ASKS)
+    diff(sync, 11, lv(*((str(100 - i), "0") for i in range(5))), [])  # buffered: 1
+    diff(sync, 12, [], lv(("101", "2")))
+    diff(sync, 13, [], lv(("101", "3")))
+    assert sync.live
+    events, _ = diff(sync, 14, [], lv(("101", "4")))
+    assert not sync.live
+    assert isinstance(events[-1], VenueStatus)
+    assert events[-1].reason == "gap"
+
+
+def test_half_and_a_quarter_of_an_odd_limit() -> None:
+    """Limit 5: rebased with 2 levels a side (fewer than 2.5), resynced with 1 (fewer than 1.25)."""
+    five = EIGHT_BIDS[:5]
+    sync = live_sync(5, five, EIGHT_ASKS[:5])
+    diff(sync, 11, lv(("100", "0"), ("99", "0")), [])
+    assert not sync.rebasing
+    diff(sync, 12, lv(("98", "0")), [])
+    assert sync.rebasing
+    assert sync.live
+    diff(sync, 13, lv(("97", "0")), [])
+    assert not sync.live
+
+
+def test_a_snapshot_limit_is_for_rest_snapshots() -> None:
+    with pytest.raises(ValueError, match="REST"):
+        BookSync("BTC-USDT", FirstLastIds(), SnapshotSource.STREAM, snapshot_limit=8)

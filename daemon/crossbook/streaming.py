@@ -390,6 +390,9 @@ class StreamingConnector:
     def _take_over(self, sync: BookSync, recv_ns: int, events: list[Event]) -> None:
         """A planned successor's book is live: it replaces the old one, subscribers see a diff."""
         self.building.discard(sync)
+        old = self.active.get(sync.symbol)
+        if old is not None:
+            self._forget(old)  # a snapshot it waited for (a rebase) would be wasted on it
         self.active[sync.symbol] = sync
         book = sync.book
         events.append(BookSnapshot(sync.symbol, book.bids(), book.asks(), recv_ns, book=book))

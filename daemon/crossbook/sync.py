@@ -157,6 +157,8 @@ class BookSync:
         self.depth = depth
         """Truncate each side to this many levels after every update (Kraken sends no removals
         for levels that fall out of the subscribed depth)."""
+        if snapshot_limit is not None and source is not SnapshotSource.REST:
+            raise ValueError("snapshot_limit is the depth of a REST snapshot")
         self.snapshot_limit = snapshot_limit
         """Levels a side a REST snapshot holds at most (Binance's ``limit``). Beyond the last level
         of a side that full, prices are unknown: the venue sends nothing for a level that does not
@@ -227,8 +229,8 @@ class BookSync:
         elif self.state is BookState.LIVE:
             self._apply(upd, events, actions)
             if self.rebasing and self.state is BookState.LIVE:
-                if len(self.buffer) >= MAX_BUFFER:
-                    self.fail("beyond_snapshot", upd.recv_ns, events, actions)
+                if len(self.buffer) >= MAX_BUFFER:  # the snapshot is hopeless, as when syncing
+                    self.fail("gap", upd.recv_ns, events, actions)
                 else:
                     self.buffer.append(upd)
         elif self.state is BookState.SYNCING and self.source is SnapshotSource.REST:
@@ -259,20 +261,30 @@ class BookSync:
                 continue
             if verdict is Verdict.GAP:
                 if not self.aligned:  # the snapshot is older than what we hold: fetch again
-                    if rebase:  # meanwhile the live book goes on
-                        self.book, self.last, self.aligned, self.bid_floor, self.ask_ceiling = live
-                        self.rebasing = True
-                    else:
-                        self.book.clear()
-                        self.last = None
-                        self.bid_floor = self.ask_ceiling = None
                     self.buffer = buffered[i:]
+                    if rebase:
+                        self._keep_live(live, actions)
+                        return
+                    self.book.clear()
+                    self.last = None
+                    self.bid_floor = self.ask_ceiling = None
                     actions.append(FetchSnapshot(self))
                 else:
                     self.fail("gap", upd.recv_ns, events, actions)
                 return
             self._apply_levels(upd, scratch)
+        if rebase and live[1] is not None and (self.last is None or self.last < live[1]):
+            self._keep_live(live, actions)  # nothing buffered showed it, but the snapshot is older
+            return
         self._go_live(snap, events, actions)
+
+    def _keep_live(
+        self, live: tuple[L2Book, int | None, bool, Decimal | None, Decimal | None], actions: list[Action]
+    ) -> None:
+        """A rebase's snapshot is older than the live book: keep that one and ask again."""
+        self.book, self.last, self.aligned, self.bid_floor, self.ask_ceiling = live
+        self.rebasing = True
+        actions.append(FetchSnapshot(self))
 
     def _verdict(self, upd: BookUpdate) -> Verdict:
         if self.aligned:
@@ -335,10 +347,10 @@ class BookSync:
         limit = self.snapshot_limit
         covered = None if limit is None else self._covered()
         if limit is not None and covered is not None:
-            if covered < max(1, limit // 4):
+            if 4 * covered < limit:
                 self.fail("beyond_snapshot", upd.recv_ns, events, actions)
                 return False
-            if covered < max(1, limit // 2) and not self.rebasing:
+            if 2 * covered < limit and not self.rebasing:
                 self.rebasing = True
                 actions.append(FetchSnapshot(self))
         return True
