@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import anyio
@@ -14,6 +16,8 @@ from crossbook.model import BookSnapshot, BookState, Trade, VenueStatus
 from crossbook.supervisor import BACKOFF_BASE
 from crossbook.testing.conformance import Subject, rig, run_conformance
 from crossbook.testing.fakevenue import FakeVenue
+from crossbook.testing.feed import EngineFeed
+from crossbook.venue import BookUpdate
 from crossbook_binance import BinanceConfig, BinanceFuturesConfig, spot
 from crossbook_binance import futures as make_futures
 from crossbook_binance.fake import BinanceDialect
@@ -240,3 +244,34 @@ async def test_a_book_keeps_only_the_prices_its_snapshot_covered_and_is_rebased_
         await r.until(lambda: len(r.fake.rest_requests) >= 2 and exact_top(), limit=30)
         assert len(r.feed.book(symbol)) < len(r.market.books[symbol])  # deeper levels were dropped
         assert [s.state for s in r.feed.statuses(symbol)] == [BookState.SYNCING]  # then live, throughout
+
+
+def test_a_successor_does_not_take_over_on_a_snapshot_older_than_the_live_book() -> None:
+    """A snapshot request in flight when a successor subscribed is answered to it too: with nothing
+    buffered to align it, only the live book's ids show that it is older."""
+    symbol = "BTC-USDT"
+    connector = spot("binance", (symbol,), BinanceConfig())
+    connector.feed = EngineFeed("binance", (symbol,))
+    connector.rest = connector.protocol  # type: ignore[assignment]
+    requested: list[str] = []
+    connector.scheduler = SimpleNamespace(request=requested.append)  # type: ignore[assignment]
+    active, successor = connector.make_sync(symbol), connector.make_sync(symbol)
+    for sync in (active, successor):
+        sync.start(0, [], [])
+    active.on_snapshot(BookUpdate(symbol, [(Decimal(1), Decimal(1))], [(Decimal(2), Decimal(1))], 0, last=20), [], [])
+    connector.active[symbol] = active
+    connector.building.add(successor)
+    connector.waiting[symbol] = [successor]
+
+    def body(last: int) -> bytes:
+        return orjson.dumps({"lastUpdateId": last, "bids": [["1", "2"]], "asks": [["2", "2"]]})
+
+    connector._snapshot_arrived(symbol, body(15), 1)
+    assert not successor.live
+    assert connector.waiting[symbol] == [successor]
+    assert requested == [symbol]
+    assert connector.active[symbol] is active
+
+    connector._snapshot_arrived(symbol, body(25), 2)
+    assert successor.live
+    assert connector.active[symbol] is successor

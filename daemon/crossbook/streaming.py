@@ -82,6 +82,15 @@ class _Reconnect(Exception):
 CONNECTION_ERRORS = (OSError, TimeoutError, WebSocketException, _Reconnect)
 
 
+def _older(snap: BookUpdate, successor: BookSync, active: BookSync | None) -> bool:
+    """Whether a snapshot is older than the live book a successor would replace, with nothing
+    buffered to show it: a request in flight when the successor subscribed (a rebase's, say) is
+    answered to it too, and taking it would publish an older book until its first diff fails."""
+    if active is None or not active.live or active.last is None or snap.last is None:
+        return False
+    return not successor.buffer and snap.last < active.last
+
+
 def _connection_error(exc: BaseException) -> BaseException | None:
     """The connection failure behind ``exc`` (unwrapping task groups), or ``None`` if it is not one."""
     if isinstance(exc, CONNECTION_ERRORS):
@@ -451,6 +460,8 @@ class StreamingConnector:
             active = self.active.get(symbol)
             if active is sync:
                 sync.on_snapshot(snap, events, actions)
+            elif _older(snap, sync, active):
+                self._want_snapshot(sync)
             else:
                 sync.on_snapshot(snap, [], actions)
                 if sync.live and sync in self.building:
