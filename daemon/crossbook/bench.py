@@ -494,6 +494,8 @@ def bench_captures(rounds: int = 3) -> dict[str, Any]:
             exact.clear_caches()  # each pass parses as the first did
             connector = spec.factory(connector_id, tuple(symbols), spec.config_model(**keys))
             rp = Replay(connector.protocol, connector.make_sync, symbols)  # type: ignore[attr-defined]
+            for sync in rp.syncs.values():
+                sync.snapshot_limit = None  # a capture has one snapshot: taken as the whole book
             levels = 0
             started = time.perf_counter()
             for rec in records:
@@ -523,26 +525,20 @@ def bench_stages(rounds: int = 3) -> dict[str, Any]:
     best: dict[str, float] = {}
     for _ in range(rounds):
         exact.clear_caches()  # each pass parses as the first did
-        connector = spec.factory("binance", (symbol,), spec.config_model())
+        connector = spec.factory(
+            "binance", (symbol,), spec.config_model.model_validate({"snapshot_limit": loadgen.SNAPSHOT_LIMIT})
+        )
         replay = Replay(connector.protocol, connector.make_sync, [symbol])  # type: ignore[attr-defined]
         engine = Engine({"binance": [symbol]}, 10**18)
         hub = Hub(engine, 50, {"binance": "binance"})
         session = hub.open()
         hub.receive(session, orjson.dumps({"op": "subscribe", "id": 1, "channels": BOOK_CHANNELS}), 0)
-        snapshots = loadgen.Snapshots(recording)
         replay.snapshot(symbol, recording.snapshot, 0)
         spent = dict.fromkeys(("parse_sync", "engine", "hub"), 0.0)
         clock = time.perf_counter
-        limit = spec.config_model().snapshot_limit  # type: ignore[attr-defined]
         for i, frame in enumerate(recording.frames):
             t0 = clock()
             replay.frame(frame, i)
-            parse_sync = clock() - t0
-            if replay.snapshots_wanted:  # the market left the snapshot's prices: answer at once, as REST would
-                body = snapshots.after(i + 1, limit)
-                t0 = clock()
-                replay.snapshot(symbol, body, i)
-                parse_sync += clock() - t0
             t1 = clock()
             changes = engine.ingest("binance", replay.events, i)
             t2 = clock()
@@ -550,7 +546,7 @@ def bench_stages(rounds: int = 3) -> dict[str, Any]:
             session.drain()
             t3 = clock()
             replay.events.clear()
-            spent["parse_sync"] += parse_sync
+            spent["parse_sync"] += t1 - t0
             spent["engine"] += t2 - t1
             spent["hub"] += t3 - t2
         assert engine.state(symbol, "binance") is BookState.LIVE

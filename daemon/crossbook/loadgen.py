@@ -2,9 +2,8 @@
 
 The venue serves the recorded Binance spot BTCUSDT depth stream (``CAPTURE`` in
 ``shared/captures``) over the real wire protocol: the combined-stream WebSocket, REST
-``/api/v3/depth`` (the recorded snapshot first, then the book as the frames served so far left
-it: see :class:`Snapshots`) and ``/api/v3/exchangeInfo`` (which cryptofeed reads for its symbol
-map). The capture has ~3,450 diffs after its snapshot, too few to time a fast
+``/api/v3/depth`` (the recorded snapshot) and ``/api/v3/exchangeInfo`` (which cryptofeed reads
+for its symbol map). The capture has ~3,450 diffs after its snapshot, too few to time a fast
 consumer, so ``rounds`` repeats them, each repeat led by one diff that puts the book back exactly
 to the snapshot (it zeroes the levels the previous round added), then the recorded diffs with
 their update ids shifted to stay contiguous. Frames go out as fast as the client reads, or paced.
@@ -45,6 +44,13 @@ from crossbook.testing.fakevenue import FakeConnection, FakeVenue
 CAPTURE = "binance/binance_spot_btcusdt_depth100ms_20240808.hftbacktest.gz"
 SYMBOL = "BTC-USDT"
 VENUE_SYMBOL = "BTCUSDT"
+SNAPSHOT_LIMIT = 5000
+"""The benchmarks' Binance ``snapshot_limit``: above the recorded snapshot's 1,000 levels a side, so
+the daemon takes that snapshot as the whole book, as cryptofeed and ``crossbook.floor`` do, and
+never asks for another (the recording has one). A replay runs many times faster than the venue
+did, so a REST round trip covers seconds of its market: with the default limit, a rebase would
+often come too late and resync, and a resync flatters throughput (updates buffered meanwhile go
+into the book at once)."""
 STREAM = "btcusdt@depth@100ms"
 """The stream both clients subscribe to (crossbook's default ``update_speed``, cryptofeed's ``depth_interval``)."""
 EXCHANGE_INFO = orjson.dumps(
@@ -150,51 +156,6 @@ def load_recording(path: Path, limit: int | None = None, rounds: int = 1) -> Rec
     return Recording(snapshot, frames, levels, bids, asks, span * rounds, round_frames)
 
 
-class Snapshots:
-    """What ``/api/v3/depth`` answers after ``sent`` frames of a recording: the recorded snapshot
-    before any, then the recorded book as those frames left it, its best ``limit`` levels a side.
-
-    The recording has one snapshot, from its start. A consumer that asks again mid-stream (its
-    book moved beyond the prices the first covered) gets the snapshot plus the diffs, as far as the
-    recording knows the book. Every round holds the same values, so this follows the first round's
-    texts, from where the last answer left off (one pass a round at most, a few ms a request)."""
-
-    def __init__(self, recording: Recording) -> None:
-        self.recording = recording
-        self._start = orjson.loads(recording.snapshot)
-        self._per_round = recording.round_frames[0]
-        self._applied = 0
-        self._bids: dict[str, str] = {}
-        self._asks: dict[str, str] = {}
-        self._restart()
-
-    def _restart(self) -> None:
-        self._applied = 0
-        self._bids = dict(self._start["bids"])
-        self._asks = dict(self._start["asks"])
-
-    def after(self, sent: int, limit: int) -> str:
-        if sent == 0:
-            return self.recording.snapshot
-        n = self._per_round
-        diffs = sent if sent <= n else (sent - n - 1) % (n + 1)  # later rounds open with a reset frame
-        if diffs < self._applied:
-            self._restart()
-        for frame in self.recording.frames[self._applied : diffs]:
-            data = orjson.loads(frame)["data"]
-            for side, changes in ((self._bids, data["b"]), (self._asks, data["a"])):
-                for price, size in changes:
-                    if size.strip("0."):
-                        side[price] = size
-                    else:
-                        side.pop(price, None)
-        self._applied = diffs
-        last = orjson.loads(self.recording.frames[sent - 1])["data"]["u"]
-        bids = sorted(self._bids.items(), key=lambda level: Decimal(level[0]), reverse=True)[:limit]
-        asks = sorted(self._asks.items(), key=lambda level: Decimal(level[0]))[:limit]
-        return orjson.dumps({"lastUpdateId": last, "bids": bids, "asks": asks}).decode()
-
-
 def respelled(levels: list[list[str]], round_: int) -> list[list[str]]:
     """The same ``[price, size]`` levels with each plain decimal spelled anew for a repeated round
     (up to 3 leading zeros and 5 trailing ones: 24 spellings, the same value, each within the
@@ -239,7 +200,7 @@ def daemon_venue(port: int) -> str:
     """The ``[venues.binance]`` table of a daemon fed by a :class:`FakeBinance` on ``port``."""
     return (
         f'[venues.binance]\nconnector = "binance"\nsymbols = ["{SYMBOL}"]\ntrades = false\n'
-        f'ws_url = "ws://127.0.0.1:{port}"\nrest_url = "http://127.0.0.1:{port}"\n'
+        f'ws_url = "ws://127.0.0.1:{port}"\nrest_url = "http://127.0.0.1:{port}"\nsnapshot_limit = {SNAPSHOT_LIMIT}\n'
     )
 
 
@@ -316,10 +277,6 @@ class FakeBinance:
     connections: int = 0
     sent: int = 0
     requests: list[str] = field(default_factory=list)
-    snapshots: Snapshots = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.snapshots = Snapshots(self.recording)
 
     @contextlib.asynccontextmanager
     async def serving(self) -> AsyncIterator[int]:
@@ -339,7 +296,7 @@ class FakeBinance:
             return _response(200, EXCHANGE_INFO)
         if url.path == "/api/v3/depth" and params.get("symbol") == VENUE_SYMBOL:
             await self.ready.wait()
-            return _response(200, self.snapshots.after(self.sent, int(params.get("limit", 1000))))
+            return _response(200, self.recording.snapshot)
         return _response(400, '{"code":-1121,"msg":"Invalid symbol."}')
 
     async def _stream(self, ws: ServerConnection) -> None:
