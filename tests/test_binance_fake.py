@@ -17,7 +17,7 @@ from crossbook.supervisor import BACKOFF_BASE
 from crossbook.testing.conformance import Subject, rig, run_conformance
 from crossbook.testing.fakevenue import FakeVenue
 from crossbook.testing.feed import EngineFeed
-from crossbook.venue import BookUpdate
+from crossbook.venue import BookUpdate, Stream
 from crossbook_binance import BinanceConfig, BinanceFuturesConfig, spot
 from crossbook_binance import futures as make_futures
 from crossbook_binance.fake import BinanceDialect
@@ -274,4 +274,36 @@ def test_a_successor_does_not_take_over_on_a_snapshot_older_than_the_live_book()
 
     connector._snapshot_arrived(symbol, body(25), 2)
     assert successor.live
+    assert connector.active[symbol] is successor
+
+
+def test_a_successor_behind_the_live_book_takes_over_once_it_has_caught_up() -> None:
+    """A successor whose connection lags the old one goes live on an older state: taken over then,
+    subscribers would see the book step back. It takes over when its own updates reach the old one's."""
+    symbol = "BTC-USDT"
+    connector = spot("binance", (symbol,), BinanceConfig())
+    connector.feed = EngineFeed("binance", (symbol,))
+    connector.rest = connector.protocol  # type: ignore[assignment]
+    connector.scheduler = SimpleNamespace(request=lambda symbol: None)  # type: ignore[assignment]
+    active, successor = connector.make_sync(symbol), connector.make_sync(symbol)
+    for sync in (active, successor):
+        sync.start(0, [], [])
+    active.on_snapshot(BookUpdate(symbol, [(Decimal(1), Decimal(1))], [(Decimal(2), Decimal(1))], 0, last=20), [], [])
+    connector.active[symbol] = active
+    connector.building.add(successor)
+    connector.waiting[symbol] = [successor]
+    session = streaming._Session(Stream("ws://x", (symbol,)))
+    session.syncs[symbol] = successor
+
+    def diff(first: int, last: int) -> BookUpdate:
+        return BookUpdate(symbol, [(Decimal(1), Decimal(first))], [], 1, first=first, last=last)
+
+    connector._update(session, diff(16, 18), [], [])
+    snapshot = orjson.dumps({"lastUpdateId": 15, "bids": [["1", "2"]], "asks": [["2", "2"]]})
+    connector._snapshot_arrived(symbol, snapshot, 2)
+    assert successor.live
+    assert successor.last == 18
+    assert connector.active[symbol] is active  # 18 is older than the live book's 20
+
+    connector._update(session, diff(19, 20), [], [])
     assert connector.active[symbol] is successor

@@ -261,7 +261,9 @@ def cpu_seconds(pid: int) -> float:
 
 @dataclass
 class FakeBinance:
-    """One consumer's venue: serves the recording once, to the first connection for ``STREAM``."""
+    """One consumer's venue: serves the recording once, to the first connection for ``STREAM``,
+    and the recorded snapshot to every REST request (so a crossbook consumer takes it as the whole
+    book: ``SNAPSHOT_LIMIT``; with a smaller limit it would ask again and again)."""
 
     recording: Recording
     rate: float | None = None

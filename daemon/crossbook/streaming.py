@@ -361,7 +361,7 @@ class StreamingConnector:
             # live, whatever the old book's state. A book taken over from is not building: it
             # never takes itself back.
             sync.on_update(upd, [], actions)
-            if sync.live:
+            if sync.live and not self._behind(sync, active):
                 self._take_over(sync, upd.recv_ns, events)
 
     def _first_time(self, trade: Trade, session: _Session) -> bool:
@@ -395,6 +395,17 @@ class StreamingConnector:
                 old.bridged.add(symbol)
                 if old.bridged.issuperset(old.stream.symbols):
                     old.done.set()
+
+    def _behind(self, successor: BookSync, active: BookSync | None) -> bool:
+        """Whether a live successor's book is older than the live book it would replace (its
+        connection lags the old one): taken over now, subscribers would see the book step back. It
+        takes over once its own updates have caught up. Only a REST venue's ids (the venue's own
+        book ids, as its snapshots carry them) compare across connections."""
+        if self.protocol.snapshot_source is not SnapshotSource.REST:
+            return False
+        if active is None or not active.live or active.last is None or successor.last is None:
+            return False
+        return successor.last < active.last
 
     def _take_over(self, sync: BookSync, recv_ns: int, events: list[Event]) -> None:
         """A planned successor's book is live: it replaces the old one, subscribers see a diff."""
@@ -464,7 +475,7 @@ class StreamingConnector:
                 self._want_snapshot(sync)
             else:
                 sync.on_snapshot(snap, [], actions)
-                if sync.live and sync in self.building:
+                if sync.live and sync in self.building and not self._behind(sync, active):
                     self._take_over(sync, recv_ns, events)
         self._publish(events)
         for action in actions:  # a REST venue's sync only ever asks for snapshots
