@@ -13,7 +13,9 @@ import pytest
 
 from crossbook import streaming
 from crossbook.model import BookSnapshot, BookState, Trade, VenueStatus
+from crossbook.streaming import StreamingConnector
 from crossbook.supervisor import BACKOFF_BASE
+from crossbook.sync import BookSync
 from crossbook.testing.conformance import Subject, rig, run_conformance
 from crossbook.testing.fakevenue import FakeVenue
 from crossbook.testing.feed import EngineFeed
@@ -246,14 +248,13 @@ async def test_a_book_keeps_only_the_prices_its_snapshot_covered_and_is_rebased_
         assert [s.state for s in r.feed.statuses(symbol)] == [BookState.SYNCING]  # then live, throughout
 
 
-def test_a_successor_does_not_take_over_on_a_snapshot_older_than_the_live_book() -> None:
-    """A snapshot request in flight when a successor subscribed is answered to it too: with nothing
-    buffered to align it, only the live book's ids show that it is older."""
+def handing_over(requested: list[str]) -> tuple[StreamingConnector, BookSync, BookSync]:
+    """A Binance connector whose live book of BTC-USDT is at id 20, and a successor building its
+    book from a snapshot it waits for (snapshot requests go to ``requested``)."""
     symbol = "BTC-USDT"
     connector = spot("binance", (symbol,), BinanceConfig())
     connector.feed = EngineFeed("binance", (symbol,))
     connector.rest = connector.protocol  # type: ignore[assignment]
-    requested: list[str] = []
     connector.scheduler = SimpleNamespace(request=requested.append)  # type: ignore[assignment]
     active, successor = connector.make_sync(symbol), connector.make_sync(symbol)
     for sync in (active, successor):
@@ -262,17 +263,27 @@ def test_a_successor_does_not_take_over_on_a_snapshot_older_than_the_live_book()
     connector.active[symbol] = active
     connector.building.add(successor)
     connector.waiting[symbol] = [successor]
+    return connector, active, successor
 
-    def body(last: int) -> bytes:
-        return orjson.dumps({"lastUpdateId": last, "bids": [["1", "2"]], "asks": [["2", "2"]]})
 
-    connector._snapshot_arrived(symbol, body(15), 1)
+def snapshot_body(last: int) -> bytes:
+    return orjson.dumps({"lastUpdateId": last, "bids": [["1", "2"]], "asks": [["2", "2"]]})
+
+
+def test_a_successor_does_not_take_over_on_a_snapshot_older_than_the_live_book() -> None:
+    """A snapshot request in flight when a successor subscribed is answered to it too: with nothing
+    buffered to align it, only the live book's ids show that it is older."""
+    symbol = "BTC-USDT"
+    requested: list[str] = []
+    connector, active, successor = handing_over(requested)
+
+    connector._snapshot_arrived(symbol, snapshot_body(15), 1)
     assert not successor.live
     assert connector.waiting[symbol] == [successor]
     assert requested == [symbol]
     assert connector.active[symbol] is active
 
-    connector._snapshot_arrived(symbol, body(25), 2)
+    connector._snapshot_arrived(symbol, snapshot_body(25), 2)
     assert successor.live
     assert connector.active[symbol] is successor
 
@@ -281,17 +292,7 @@ def test_a_successor_behind_the_live_book_takes_over_once_it_has_caught_up() -> 
     """A successor whose connection lags the old one goes live on an older state: taken over then,
     subscribers would see the book step back. It takes over when its own updates reach the old one's."""
     symbol = "BTC-USDT"
-    connector = spot("binance", (symbol,), BinanceConfig())
-    connector.feed = EngineFeed("binance", (symbol,))
-    connector.rest = connector.protocol  # type: ignore[assignment]
-    connector.scheduler = SimpleNamespace(request=lambda symbol: None)  # type: ignore[assignment]
-    active, successor = connector.make_sync(symbol), connector.make_sync(symbol)
-    for sync in (active, successor):
-        sync.start(0, [], [])
-    active.on_snapshot(BookUpdate(symbol, [(Decimal(1), Decimal(1))], [(Decimal(2), Decimal(1))], 0, last=20), [], [])
-    connector.active[symbol] = active
-    connector.building.add(successor)
-    connector.waiting[symbol] = [successor]
+    connector, active, successor = handing_over([])
     session = streaming._Session(Stream("ws://x", (symbol,)))
     session.syncs[symbol] = successor
 
@@ -299,8 +300,7 @@ def test_a_successor_behind_the_live_book_takes_over_once_it_has_caught_up() -> 
         return BookUpdate(symbol, [(Decimal(1), Decimal(first))], [], 1, first=first, last=last)
 
     connector._update(session, diff(16, 18), [], [])
-    snapshot = orjson.dumps({"lastUpdateId": 15, "bids": [["1", "2"]], "asks": [["2", "2"]]})
-    connector._snapshot_arrived(symbol, snapshot, 2)
+    connector._snapshot_arrived(symbol, snapshot_body(15), 2)
     assert successor.live
     assert successor.last == 18
     assert connector.active[symbol] is active  # 18 is older than the live book's 20

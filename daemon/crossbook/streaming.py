@@ -82,13 +82,16 @@ class _Reconnect(Exception):
 CONNECTION_ERRORS = (OSError, TimeoutError, WebSocketException, _Reconnect)
 
 
+def _past(last: int | None, active: BookSync | None) -> bool:
+    """Whether book id ``last`` is older than the live book ``active`` (unknown ids never are)."""
+    return active is not None and active.live and active.last is not None and last is not None and last < active.last
+
+
 def _older(snap: BookUpdate, successor: BookSync, active: BookSync | None) -> bool:
     """Whether a snapshot is older than the live book a successor would replace, with nothing
     buffered to show it: a request in flight when the successor subscribed (a rebase's, say) is
     answered to it too, and taking it would publish an older book until its first diff fails."""
-    if active is None or not active.live or active.last is None or snap.last is None:
-        return False
-    return not successor.buffer and snap.last < active.last
+    return not successor.buffer and _past(snap.last, active)
 
 
 def _connection_error(exc: BaseException) -> BaseException | None:
@@ -401,11 +404,7 @@ class StreamingConnector:
         connection lags the old one): taken over now, subscribers would see the book step back. It
         takes over once its own updates have caught up. Only a REST venue's ids (the venue's own
         book ids, as its snapshots carry them) compare across connections."""
-        if self.protocol.snapshot_source is not SnapshotSource.REST:
-            return False
-        if active is None or not active.live or active.last is None or successor.last is None:
-            return False
-        return successor.last < active.last
+        return self.protocol.snapshot_source is SnapshotSource.REST and _past(successor.last, active)
 
     def _take_over(self, sync: BookSync, recv_ns: int, events: list[Event]) -> None:
         """A planned successor's book is live: it replaces the old one, subscribers see a diff."""
