@@ -263,8 +263,7 @@ def test_staleness_boundary_and_return(engine: Engine) -> None:
 def test_touch_reports_return_from_stale(engine: Engine) -> None:
     engine.ingest("b", [snap(X, lv(("1", "1")), [])], 0)
     engine.tick(STALE_NS + 1)
-    changes = Changes()
-    engine.touch("b", STALE_NS + 2, changes)
+    changes = engine.touch("b", STALE_NS + 2)
     assert transitions(changes) == [("b", X, LIVE, None)]
     assert changes.books == {(X, None)}
     assert engine.last_message_ns["b"] == STALE_NS + 2

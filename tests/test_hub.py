@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -11,9 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crossbook.engine import Changes, Engine
+from crossbook.client import Mirror
+from crossbook.engine import Batch, Changes, Engine
 from crossbook.exact import text
-from crossbook.hub import Hub, Session
+from crossbook.hub import Hub, Session, fall_behind
 from crossbook.model import BookDelta, BookSnapshot, BookState, Event, Level, Side, Trade, VenueStatus
 
 D = Decimal
@@ -54,6 +56,8 @@ class Client:
         """Book channels subscribed, with their depth."""
         self.books: dict[str, tuple[Side_, Side_]] = {}
         self.bbo: dict[str, Msg] = {}
+        self.mirror = Mirror()
+        """The reference client, which checks that channels agree with ``status`` too."""
 
     def drain(self) -> list[Msg]:
         msgs: list[Msg] = [orjson.loads(frame) for frame in self.session.drain()]
@@ -95,6 +99,7 @@ class Client:
         self.bbo.clear()
 
     def _feed(self, msg: Msg) -> None:
+        self.mirror.apply(msg)
         channel = msg.get("channel")
         if channel is None:
             assert msg["type"] in ("ack", "error", "pong", "list"), msg
@@ -108,7 +113,7 @@ class Client:
         if kind in ("snapshot", "delta"):
             assert channel.startswith("book.")
             assert channel in self.books, f"delta before snapshot on {channel}"
-            assert set(msg) == {"type", "channel", "seq", "ts", "bids", "asks"}
+            assert set(msg) - {"conflated"} == {"type", "channel", "seq", "ts", "bids", "asks"}
             if kind == "delta":
                 assert msg["bids"] or msg["asks"], "empty delta"
             consolidated = channel.count(".") == 1
@@ -804,28 +809,54 @@ def random_step(rng: random.Random, engine: Engine, now: int) -> Changes:
     return engine.ingest(venue, events, now)
 
 
-def channel_ts(first_seen: dict[tuple[str, str | None], int], channel: str) -> int:
-    """The ``ts`` of a book or bbo channel's update: the earliest message read together that
-    changed its book."""
+@dataclass
+class Told:
+    """One update the batch told subscribers: what it held, and what each client got of it."""
+
+    changes: Changes
+    ts: int
+    touched: set[Session]
+    got: dict[int, dict[str, list[Msg]]]
+    bbo_changed: bool
+
+
+def key_of(channel: str) -> tuple[str, str | None]:
     symbol, _, venue = channel.partition(".")[2].partition(".")
-    return first_seen[(symbol, venue or None)]
+    return symbol, venue or None
 
 
 def run_random(rng: random.Random, steps: int, lazy: bool) -> None:
     """``lazy``: the engine keeps a consolidated book only once the hub watches it, as the daemon's
-    does; ``book.ETH-USDT`` is first subscribed a third of the way in, its book built then."""
+    does; ``book.ETH-USDT`` is first subscribed a third of the way in, its book built then. Venue
+    messages are read together as the daemon reads them (a :class:`Batch`); the batch may be told
+    early, before a book that left ``live`` comes back, so a step may tell subscribers more than
+    once: every client's books equal the engine's after each."""
     engine, hub = make(set() if lazy else None)
     book_x, bbo_x, trades_x = f"book.{X}", f"bbo.{X}", f"trades.{X}"
     shallow, full, per_venue = Client(hub), Client(hub), Client(hub)
     shallow.subscribe([book_x, bbo_x], depth=3)
     full.subscribe([book_x, bbo_x, trades_x, "status"])
-    per_venue.subscribe([f"book.{X}.a", f"book.{Y}.a"], depth=5)
+    per_venue.subscribe(["status", f"book.{X}.a", f"book.{Y}.a"], depth=5)
     per_venue.subscribe([f"book.{X}.b"], depth=2)
     assert engine.watched == ({X} if lazy else None)
     late = Client(hub)
     short_lived = Client(hub)
     short_lived.subscribe([book_x, f"book.{X}.c"], depth=1)
     clients = [shallow, full, per_venue, late, short_lived]
+    told: list[Told] = []
+    last_bbo = [engine.consolidated[X].bbo()]
+
+    def publish(changes: Changes, ts: int) -> None:
+        touched = hub.publish(changes, ts)
+        got = {id(c): by_channel(c.drain()) for c in clients}
+        bbo = engine.consolidated[X].bbo()
+        told.append(Told(changes, ts, touched, got, bbo != last_bbo[0]))
+        last_bbo[0] = bbo
+        for client in clients:
+            assert_books_match(engine, client)
+
+    batch = Batch(engine, publish)
+    hub.publish_held = batch.flush
     now = 0
     for step in range(steps):
         now += rng.randint(0, STALE_NS // 3)
@@ -841,51 +872,57 @@ def run_random(rng: random.Random, steps: int, lazy: bool) -> None:
         if step == 2 * steps // 3:
             short_lived.close()
 
-        bbo_before = engine.consolidated[X].bbo()
-        changes, first_now = random_step(rng, engine, now), now
-        first_seen = dict.fromkeys(changes.books, now)
+        told.clear()
+        batch.add(random_step(rng, engine, now), now)
         for _ in range(rng.choice((0, 0, 0, 1, 3))):  # messages read together: one update for them all
             now += rng.randint(0, STALE_NS // 10)
-            later = random_step(rng, engine, now)
-            first_seen |= {key: now for key in later.books if key not in first_seen}
-            changes.merge(later, now, first_now)
-        touched = hub.publish(changes, first_now)
-        assert touched == {c.session for c in clients if c.session.outbox}
-        got = {id(c): by_channel(c.drain()) for c in clients}
+            batch.add(random_step(rng, engine, now), now)
+        batch.flush()
 
-        for client in clients:
-            assert_books_match(engine, client)
-            for channel, msgs in got[id(client)].items():
-                assert all(
-                    m["ts"] == channel_ts(first_seen, channel) for m in msgs if m["type"] not in ("trade", "status")
+        for update in told:
+            changes = update.changes
+            assert update.touched == {c.session for c in clients if update.got[id(c)]}
+            for client in clients:
+                for channel, msgs in update.got[id(client)].items():
+                    # Each book or bbo update is stamped with the earliest message that changed its book.
+                    assert all(
+                        m["ts"] == changes.since.get(key_of(channel), update.ts)
+                        for m in msgs
+                        if m["type"] not in ("trade", "status")
+                    )
+                    if channel.startswith("book."):
+                        assert [m["type"] for m in msgs] == ["delta"]
+            if step < steps // 2:
+                assert update.got[id(short_lived)].keys() <= {book_x, f"book.{X}.c"}
+            elif step < 2 * steps // 3:
+                assert update.got[id(short_lived)].keys() <= {f"book.{X}.c"}
+            else:
+                assert update.got[id(short_lived)] == {}
+
+            # bbo: a message exactly when it changed, with what ConsolidatedBook.bbo() says.
+            for client in (shallow, full):
+                assert len(update.got[id(client)].get(bbo_x, [])) == int(update.bbo_changed)
+
+            # trades: one message per trade of the symbol, in order; status: one per change, the
+            # changes to live first (no book named the venue before), each book's in order.
+            trade_msgs = update.got[id(full)].get(trades_x, [])
+            assert [(m["venue"], m["id"], m["price"], m["size"], m["side"]) for m in trade_msgs] == [
+                (v, t.trade_id, text(t.price), text(t.size), t.side.value) for v, t in changes.trades if t.symbol == X
+            ]
+            status_msgs = update.got[id(full)].get("status", [])
+            entering = [s for s in changes.statuses if s.state is BookState.LIVE]
+            others = [s for s in changes.statuses if s.state is not BookState.LIVE]
+            assert [(m["venue"], m["symbol"], m["state"], m.get("reason"), m["ts"]) for m in status_msgs] == [
+                (s.venue, s.symbol, s.state.label, s.reason or None, s.ts) for s in entering + others
+            ]
+            for s in entering:  # a book's move to live is its first state change in an update
+                first = next(o for o in changes.statuses if (o.venue, o.symbol) == (s.venue, s.symbol))
+                assert first is s
+        if told:
+            for client in (shallow, full):
+                assert {k: v for k, v in client.bbo[bbo_x].items() if k in ("bid", "ask", "crossed", "locked")} == (
+                    bbo_fields(engine, X)
                 )
-                if channel.startswith("book."):
-                    assert [m["type"] for m in msgs] == ["delta"]
-        if step < steps // 2:
-            assert got[id(short_lived)].keys() <= {book_x, f"book.{X}.c"}
-        elif step < 2 * steps // 3:
-            assert got[id(short_lived)].keys() <= {f"book.{X}.c"}
-        else:
-            assert got[id(short_lived)] == {}
-
-        # bbo: a message exactly when it changed, with what ConsolidatedBook.bbo() says.
-        bbo_changed = engine.consolidated[X].bbo() != bbo_before
-        for client in (shallow, full):
-            msgs = got[id(client)].get(bbo_x, [])
-            assert len(msgs) == int(bbo_changed)
-            assert {k: v for k, v in client.bbo[bbo_x].items() if k in ("bid", "ask", "crossed", "locked")} == (
-                bbo_fields(engine, X)
-            )
-
-        # trades and status: one message per trade of the symbol and per status change, in order.
-        trade_msgs = got[id(full)].get(trades_x, [])
-        assert [(m["venue"], m["id"], m["price"], m["size"], m["side"]) for m in trade_msgs] == [
-            (v, t.trade_id, text(t.price), text(t.size), t.side.value) for v, t in changes.trades if t.symbol == X
-        ]
-        status_msgs = got[id(full)].get("status", [])
-        assert [(m["venue"], m["symbol"], m["state"], m.get("reason"), m["ts"]) for m in status_msgs] == [
-            (s.venue, s.symbol, s.state.label, s.reason or None, s.ts) for s in changes.statuses
-        ]
         for client in clients:
             assert not client.session.outbox
 
@@ -904,3 +941,131 @@ def test_random_updates_keep_every_subscriber_exact(seed: int, lazy: bool) -> No
 @given(rng=st.randoms(use_true_random=False), lazy=st.booleans())
 def test_random_updates_property(rng: random.Random, lazy: bool) -> None:
     run_random(rng, 40, lazy)
+
+
+# -- status before book: a subscriber's channels agree ------------------------------------------
+
+
+def test_a_subscribe_sends_the_status_snapshot_before_the_books() -> None:
+    engine, hub = make()
+    engine.ingest("a", [BookSnapshot(X, lv(("100", "1")), lv(("101", "1")), 1)], 1)
+    client = Client(hub)
+    msgs = client.subscribe([f"book.{X}", f"bbo.{X}", f"book.{X}.a", "status"])
+    kinds = [m["channel"] for m in msgs]
+    assert kinds[: len(engine.books)] == ["status"] * len(engine.books)
+    assert set(kinds[len(engine.books) :]) == {f"book.{X}", f"bbo.{X}", f"book.{X}.a"}
+
+
+def test_a_venue_entering_is_live_before_its_levels_and_leaves_them_before_its_status() -> None:
+    engine, hub = make()
+    told: list[Session] = []
+    batch = Batch(engine, lambda changes, ts: told.extend(hub.publish(changes, ts)))
+    client = Client(hub)
+    client.subscribe(["status", f"book.{X}", f"bbo.{X}", f"book.{X}.b"])
+    batch.add(engine.ingest("b", [VenueStatus(X, BookState.SYNCING, 1)], 1), 1)
+    batch.add(engine.ingest("b", [BookSnapshot(X, lv(("100", "1")), lv(("101", "2")), 2)], 2), 2)
+    batch.flush()
+    got = [(m["channel"], m.get("state")) for m in client.drain()]
+    # Told early (the book entering live had a state change untold), then live before its levels.
+    assert got[:2] == [("status", "syncing"), ("status", "live")]
+    assert sorted(got[2:]) == [(f"bbo.{X}", None), (f"book.{X}", None), (f"book.{X}.b", None)]
+    # A resync and its new snapshot read together: the book leaves, then its status, then it comes back.
+    batch.add(engine.ingest("b", [VenueStatus(X, BookState.SYNCING, 3, "gap")], 3), 3)
+    batch.add(engine.ingest("b", [BookSnapshot(X, lv(("99", "1")), lv(("101", "2")), 4)], 4), 4)
+    batch.flush()
+    moves: list[tuple[str, Any, Any]] = [(m["channel"], m.get("state"), m.get("bids")) for m in client.drain()]
+    assert sorted(moves[:3]) == [
+        (f"bbo.{X}", None, None),
+        (f"book.{X}", None, [["100", "0", {}]]),
+        (f"book.{X}.b", None, [["100", "0"]]),
+    ]
+    assert moves[3:5] == [("status", "syncing", None), ("status", "live", None)]
+    assert sorted(moves[5:]) == [
+        (f"bbo.{X}", None, None),
+        (f"book.{X}", None, [["99", "1", {"b": "1"}]]),
+        (f"book.{X}.b", None, [["99", "1"]]),
+    ]
+    assert_books_match(engine, client)
+
+
+def test_a_stale_venue_leaves_the_consolidated_book_and_keeps_its_own_levels() -> None:
+    engine, hub = make()
+    batch = Batch(engine, hub.publish)
+    batch.add(engine.ingest("b", [BookSnapshot(X, lv(("100", "1")), [], 1)], 1), 1)
+    batch.flush()
+    client = Client(hub)
+    client.subscribe(["status", f"book.{X}", f"book.{X}.b"])
+    batch.add(engine.tick(1 + STALE_NS + 1), 1 + STALE_NS + 1)
+    batch.flush()
+    assert [(m["channel"], m.get("state")) for m in client.drain()] == [(f"book.{X}", None), ("status", "stale")]
+    assert client.top(f"book.{X}.b") == ([("100", "1", None)], [])
+    batch.add(engine.ingest("b", [BookDelta(X, lv(("100", "2")), [], 2 * STALE_NS)], 2 * STALE_NS), 2 * STALE_NS)
+    batch.flush()
+    got = [(m["channel"], m.get("state")) for m in client.drain()]
+    assert got[0] == ("status", "live")
+    assert sorted(got[1:]) == [(f"book.{X}", None), (f"book.{X}.b", None)]
+
+
+EVENTS = st.sampled_from(["snapshot", "delta", "syncing", "down", "live", "heard", "tick", "crash", "trade"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(EVENTS, st.sampled_from(sorted(VENUES)), st.integers(0, 5), st.booleans(), st.booleans()),
+        max_size=60,
+    ),
+    order=st.permutations(["status", f"book.{X}", f"bbo.{X}", f"book.{X}.a", f"book.{X}.b", f"trades.{X}"]),
+    depth=st.integers(1, MAX_DEPTH),
+)
+def test_channels_agree_with_status_whatever_the_order_of_events(
+    steps: list[tuple[str, str, int, bool, bool]], order: list[str], depth: int
+) -> None:
+    """Random venue events, read together at random, with a subscriber that falls behind and
+    catches up at random: after every message its mirror's books and bbo name only venues whose
+    last status was live (the reference client checks it), and it ends with the engine's books."""
+    engine, hub = make()
+    batch = Batch(engine, hub.publish)
+    hub.publish_held = batch.flush
+    client, slow = Client(hub), Client(hub)
+    client.subscribe(order, depth=depth)
+    slow.subscribe(order[::-1], depth=depth)
+    now = 0
+    for step, (kind, venue, price, flush, stall) in enumerate(steps):
+        now += STALE_NS // 2
+        level = lv((str(100 + price), str(step + 1)))
+        ask = lv((str(106 + price), "1"))
+        table: dict[str, list[Event]] = {
+            "snapshot": [BookSnapshot(X, level, ask, now)],
+            "delta": [BookDelta(X, level, [], now)],
+            "syncing": [VenueStatus(X, BookState.SYNCING, now, "gap")],
+            "down": [VenueStatus(None, BookState.DOWN, now)],
+            "live": [VenueStatus(X, BookState.LIVE, now)],
+            "heard": [],
+            "trade": [Trade(X, D(100), D(1), Side.BUY, str(step), now)],
+        }
+        events = table.get(kind, [])
+        if kind == "tick":
+            changes = engine.tick(now)
+        elif kind == "crash":
+            changes = engine.venue_down(venue, "crash", now)
+        else:
+            changes = engine.ingest(venue, events, now)
+        batch.add(changes, now)
+        if flush:
+            batch.flush()
+        if stall and slow.session.behind_since is None:
+            fall_behind(slow.session, now)
+        elif not stall and slow.session.behind_since is not None:
+            slow.session.drain()  # what was written before it fell behind
+            hub.catch_up(slow.session, now)
+        client.drain()
+        if slow.session.behind_since is None:
+            slow.drain()
+    batch.flush()
+    if slow.session.behind_since is not None:
+        slow.session.drain()
+        hub.catch_up(slow.session, now)
+    for c in (client, slow):
+        c.drain()
+        assert_books_match(engine, c)

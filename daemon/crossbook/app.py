@@ -21,7 +21,7 @@ from anyio.abc import TaskStatus
 from prometheus_client import start_http_server
 
 from crossbook.config import Config, ConfigError, Venue
-from crossbook.engine import Changes, Engine
+from crossbook.engine import Batch, Changes, Engine
 from crossbook.hub import Hub
 from crossbook.metrics import Metrics, VenueMetrics
 from crossbook.model import BookState, Event
@@ -74,9 +74,8 @@ class VenueFeed:
 
     def heard(self) -> None:
         self.vm.messages.inc()
-        changes = Changes()
         now = time.time_ns()
-        self.daemon.engine.touch(self.venue, now, changes)
+        changes = self.daemon.engine.touch(self.venue, now)
         if changes.statuses:
             self.daemon.dispatch(changes, now, self)
 
@@ -103,12 +102,13 @@ class Daemon:
         self.server = ApiServer(self.hub, self.engine, self.metrics, self.settings.server)
         self.metrics.export_hub(lambda: self.hub.stats)
         self.feeds: dict[str, VenueFeed] = {}
-        self._pending: Changes | None = None
-        """What changed since subscribers were last told (see :meth:`_publish_pending`)."""
-        self._pending_ns = 0
-        """The receive time ``_pending`` is stamped with where its ``since`` says nothing: of the
-        venue message (or engine tick) that started it."""
-        self.hub.publish_held = self._publish_pending
+        self.batch = Batch(self.engine, self._publish)
+        """What changed since subscribers were last told: flushed once the connectors' readers
+        wait for more (and before the hub handles a request, see :attr:`Hub.publish_held`). Under
+        load every venue message already received is in the books first, and each channel gets one
+        update for all of them instead of one each, which keeps the daemon up with its venues
+        where per-message fan-out would fall behind."""
+        self.hub.publish_held = self.batch.flush
         for venue in venues.values():
             self._add_feed(venue)
 
@@ -120,9 +120,14 @@ class Daemon:
 
     def dispatch(self, changes: Changes, recv_ns: int, feed: VenueFeed | None = None) -> None:
         """Account for what changed (``feed``: the venue whose message it was); subscribers are told
-        by :meth:`_publish_pending`."""
+        when the batch is flushed."""
         if feed is not None:
             self._account(feed, changes)
+        if self.batch.add(changes, recv_ns):
+            asyncio.get_running_loop().call_soon(self.batch.flush)
+
+    def _publish(self, changes: Changes, recv_ns: int) -> None:
+        """Tell subscribers what a batch changed, and the metrics and the log its state changes."""
         for st in changes.statuses:
             self.feeds[st.venue].vm.state[st.symbol].set(st.state.value)
             if st.state is BookState.SYNCING and st.reason:
@@ -134,24 +139,6 @@ class Daemon:
                 st.state.label,
                 f" ({st.reason})" if st.reason else "",
             )
-        if not (changes.books or changes.trades or changes.statuses):
-            return
-        if self._pending is None:
-            self._pending, self._pending_ns = changes, recv_ns
-            asyncio.get_running_loop().call_soon(self._publish_pending)
-        else:
-            self._pending.merge(changes, recv_ns, self._pending_ns)
-
-    def _publish_pending(self) -> None:
-        """Tell subscribers what the messages read since the last call changed. It runs once the
-        connectors' readers wait for more (and before the hub handles a request, see
-        :attr:`Hub.publish_held`): under load, every venue message already received is in the
-        books first, and each channel gets one update for all of them instead of one each, which
-        keeps the daemon up with its venues where per-message fan-out would fall behind."""
-        changes, recv_ns = self._pending, self._pending_ns
-        if changes is None:
-            return  # published already, before a request
-        self._pending = None
         try:
             touched = self.hub.publish(changes, recv_ns)
         except Exception:  # a bug: subscribers must not be left half told

@@ -6,11 +6,17 @@ for the hub to turn into subscriber messages. No sockets, no clocks, no metrics 
 A book's state is what its connector last said (``connecting``, ``syncing``, ``live``, ``down``),
 except that a live book of a venue silent for more than ``stale_after`` is ``stale``. Only live
 books are in the consolidated book; a book leaves it the moment it stops being live.
+
+Subscribers are told in batches (:class:`Batch`). A batch never holds a book's departure from
+``live`` and its return: before a book whose state subscribers have not been told yet enters
+``live``, the engine has what is pending told (:attr:`Engine.tell`). The hub can then send a
+venue's ``live`` status before the book messages that add it, and any other status after those
+that remove it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -127,6 +133,12 @@ class Engine:
         self.venue_symbols: dict[str, tuple[str, ...]] = {}
         self.last_message_ns: dict[str, int | None] = {}
         self._stale: set[str] = set()
+        self.untold: set[tuple[str, str]] = set()
+        """Books (symbol, venue) whose state changed since subscribers were last told (cleared by
+        :meth:`Batch.flush`)."""
+        self.tell: Callable[[Changes, int], None] | None = None
+        """Tells subscribers what is pending at once, with the changes given (stamped with the
+        receive time given); set by the :class:`Batch` that tells them."""
         for venue, symbols in venues.items():
             self.add_venue(venue, symbols)
 
@@ -205,8 +217,7 @@ class Engine:
 
     def ingest(self, venue: str, events: Iterable[Event], now_ns: int) -> Changes:
         """Apply one venue message's events; ``now_ns`` marks the venue as heard from."""
-        changes = Changes()
-        self.touch(venue, now_ns, changes)
+        changes = self.touch(venue, now_ns)
         books = self.books
         watched = self.watched
         for event in events:
@@ -235,6 +246,8 @@ class Engine:
                     changes.skipped.append(f"unknown symbol {event.symbol!r}")
                     continue
                 in_consolidation = vb.state is BookState.LIVE
+                if not in_consolidation:  # it enters (its venue was just heard: it is not stale)
+                    changes = self._entering(event.symbol, venue, changes, event.recv_ns)
                 if in_consolidation:
                     self._leave(event.symbol, venue, vb, changes)
                 if event.book is None:
@@ -258,6 +271,8 @@ class Engine:
                     if vb is None:
                         changes.skipped.append(f"unknown symbol {symbol!r}")
                         continue
+                    if event.state is BookState.LIVE and vb.state is not BookState.LIVE:
+                        changes = self._entering(symbol, venue, changes, event.recv_ns)
                     vb.synced = event.state
                     self._settle(symbol, venue, vb, event.reason, event.recv_ns, changes)
                     if event.state is not BookState.LIVE and (vb.shared or vb.book):
@@ -266,14 +281,18 @@ class Engine:
                         vb.shared = False
         return changes
 
-    def touch(self, venue: str, now_ns: int, changes: Changes) -> None:
+    def touch(self, venue: str, now_ns: int) -> Changes:
         """The venue was heard from: a silent venue's live books come back."""
+        changes = Changes()
         self.last_message_ns[venue] = now_ns
         if venue in self._stale:
             self._stale.discard(venue)
             for symbol in self.venue_symbols[venue]:
                 vb = self.books[(symbol, venue)]
+                if vb.synced is BookState.LIVE:
+                    changes = self._entering(symbol, venue, changes, now_ns)
                 self._settle(symbol, venue, vb, None, now_ns, changes)
+        return changes
 
     def tick(self, now_ns: int) -> Changes:
         """Mark venues silent for longer than ``stale_after`` as stale."""
@@ -310,6 +329,18 @@ class Engine:
         if state is BookState.LIVE:
             self._enter(symbol, venue, vb, changes)
         changes.statuses.append(StatusChange(venue, symbol, state, reason, ts))
+        self.untold.add((symbol, venue))
+
+    def _entering(self, symbol: str, venue: str, changes: Changes, ts: int) -> Changes:
+        """A book is about to enter ``live``: if its state changed since subscribers were last
+        told, have them told now (with what ``changes`` holds so far), so that no update both
+        removes a venue and adds it back. Returns the changes to go on with."""
+        if self.tell is None or (symbol, venue) not in self.untold:
+            return changes
+        rest = Changes(book_updates=changes.book_updates, skipped=changes.skipped)
+        changes.book_updates, changes.skipped = [], []
+        self.tell(changes, ts)
+        return rest
 
     def _enter(self, symbol: str, venue: str, vb: VenueBook, changes: Changes) -> None:
         if self._kept(symbol):
@@ -321,3 +352,45 @@ class Engine:
         if vb.state is BookState.LIVE and self._kept(symbol):
             self.consolidated[symbol].drop(venue)
             changes.whole((symbol, None))
+
+
+class Batch:
+    """What changed since subscribers were last told (sans-I/O): the changes of venue messages
+    read together, merged so that each channel gets one update for all of them.
+
+    :meth:`add` each ingest's changes; the I/O layer calls :meth:`flush` once the connectors'
+    readers wait for more. The engine flushes early, before a book enters ``live`` while
+    subscribers have not been told of its last state change (see :attr:`Engine.tell`).
+    """
+
+    def __init__(self, engine: Engine, publish: Callable[[Changes, int], object]) -> None:
+        self.engine = engine
+        self.publish = publish
+        """Tells subscribers: the changes and the receive time they are stamped with."""
+        self.changes: Changes | None = None
+        self.ts = 0
+        """The receive time ``changes`` is stamped with where its ``since`` says nothing: of the
+        venue message (or engine tick) that started the batch."""
+        engine.tell = self._tell
+
+    def add(self, changes: Changes, ts: int) -> bool:
+        """Hold what one ingest changed (``ts``: its message's receive time). Returns whether it
+        started a batch, which the caller then has flushed."""
+        if not (changes.books or changes.trades or changes.statuses):
+            return False
+        if self.changes is None:
+            self.changes, self.ts = changes, ts
+            return True
+        self.changes.merge(changes, ts, self.ts)
+        return False
+
+    def flush(self) -> None:
+        """Tell subscribers what the batch holds, if anything."""
+        self.engine.untold.clear()
+        changes, self.changes = self.changes, None
+        if changes is not None:
+            self.publish(changes, self.ts)
+
+    def _tell(self, changes: Changes, ts: int) -> None:
+        self.add(changes, ts)
+        self.flush()

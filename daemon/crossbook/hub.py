@@ -19,7 +19,7 @@ from crossbook import protocol
 from crossbook.consolidated import BBO, Attribution
 from crossbook.engine import Changes, Engine, StatusChange
 from crossbook.exact import ZERO, text
-from crossbook.model import Trade
+from crossbook.model import BookState, Trade
 from crossbook.protocol import Request, RequestError
 
 DEFAULT_DEPTH = 20
@@ -367,7 +367,8 @@ class Hub:
             session,
             protocol.encode({"type": "ack", "op": "subscribe", "id": req.id, "channels": req.channels}),
         )
-        for name in req.channels:
+        # The status snapshot goes first: the books that follow name only venues it calls live.
+        for name in sorted(req.channels, key=lambda name: name != "status"):
             channel = self._resolve(name, depth)
             sub = session.subs.get(name)
             if sub is not None:
@@ -413,16 +414,30 @@ class Hub:
             return
         self.publish_held()
         session.behind_since = None
-        for sub in session.subs.values():
-            if not sub.missed:
-                continue
+        missed = [sub for sub in session.subs.values() if sub.missed]
+        status = session.subs.get("status")
+        told = status in missed
+        for sub in missed:
             sub.missed = False
+        # In an order that keeps every channel agreeing with the statuses at each message: the
+        # venues now live, the consolidated books and bbos (which name only those), the venues now
+        # stale (whose own books keep their levels), the venues' own books, then the rest.
+        if told:
+            self._status_snapshot(session, now_ns, True, {BookState.LIVE})
+        for sub in missed:
             channel = sub.channel
-            if isinstance(channel, BookChannel | BboChannel) or channel is self._status:
+            if isinstance(channel, BboChannel) or (isinstance(channel, BookChannel) and channel.venue is None):
                 self._first(session, channel, now_ns, conflated=True)
-            else:
+            elif not isinstance(channel, BookChannel) and sub is not status:
                 channel.send_one(session, "conflated", {"ts": now_ns, "dropped": sub.dropped})
                 sub.dropped = 0
+        if told:
+            self._status_snapshot(session, now_ns, True, {BookState.STALE})
+        for sub in missed:
+            if isinstance(sub.channel, BookChannel) and sub.channel.venue is not None:
+                self._first(session, sub.channel, now_ns, conflated=True)
+        if told:
+            self._status_snapshot(session, now_ns, True, set(BookState) - {BookState.LIVE, BookState.STALE})
 
     def _first(self, session: Session, channel: Channel, now_ns: int, conflated: bool = False) -> None:
         """What a new subscriber gets first (or a conflated one on catching up): the current state."""
@@ -436,9 +451,17 @@ class Hub:
             assert channel.last is not None
             channel.send_one(session, "bbo", self._bbo_fields(channel.last, now_ns) | extra)
         elif channel is self._status:
-            for (symbol, venue), vb in sorted(self.engine.books.items()):
+            self._status_snapshot(session, now_ns, conflated)
+
+    def _status_snapshot(
+        self, session: Session, now_ns: int, conflated: bool, states: set[BookState] | None = None
+    ) -> None:
+        """Every book's state (``states``: of the books in one of these only)."""
+        extra = {"conflated": True} if conflated else {}
+        for (symbol, venue), vb in sorted(self.engine.books.items()):
+            if states is None or vb.state in states:
                 fields = self._status_fields(venue, symbol, vb.state.label, None, now_ns)
-                channel.send_one(session, "status", fields | extra)
+                self._status.send_one(session, "status", fields | extra)
 
     def prune(self) -> set[Session]:
         """Drop subscriptions to channels that no longer exist (after a reload), telling each
@@ -479,6 +502,7 @@ class Hub:
         the receive time of the message behind ``changes`` (a book that merged messages changed
         earlier, or first, has its own: :attr:`Changes.since`)."""
         touched: set[Session] = set()
+        self._statuses_changed(changes, True, touched, ts)
         since = changes.since
         for key in changes.books:
             key_ts = since.get(key, ts)
@@ -495,10 +519,19 @@ class Hub:
             trades = self._trades.get(trade.symbol)
             if trades is not None:
                 trades.send("trade", self._trade_fields(venue, trade), touched, self.limits, ts)
-        if self._status.subs:
-            for st in changes.statuses:
-                self._status.send("status", self._status_change_fields(st), touched, self.limits, ts)
+        self._statuses_changed(changes, False, touched, ts)
         return touched
+
+    def _statuses_changed(self, changes: Changes, live: bool, touched: set[Session], ts: int) -> None:
+        """Send the status changes to ``live`` (before the book messages, which may add those
+        venues), or the others (after them, as they may remove them). A batch holds a book's
+        ``live`` before any other state of it (:class:`~crossbook.engine.Batch`), so each book's
+        statuses keep their order."""
+        if not self._status.subs:
+            return
+        for st in changes.statuses:
+            if (st.state is BookState.LIVE) is live:
+                self._status.send("status", self._status_change_fields(st), touched, self.limits, ts)
 
     def _top(self, channel: BookChannel, bids: bool) -> list[Change]:
         """The top ``depth`` levels of one side of the channel's book."""

@@ -4,7 +4,7 @@ websockets' types stay in this module. Each connection has a reader (frames to t
 writer task. When the hub has queued frames, :meth:`ApiServer.wake` has them written as soon as
 the current callback ends, to every socket that accepts data: no task switch per client, and
 what several venue frames read together changed (one message per channel, see
-:meth:`~crossbook.app.Daemon._publish_pending`) goes out in one write per client. Only a client
+:class:`~crossbook.engine.Batch`) goes out in one write per client. Only a client
 whose socket is full, or that fell behind, is left to its writer task, which waits for the
 socket to drain. Handshakes are checked before the upgrade (origin, bearer token, connection
 limits); slow clients are conflated by the hub and closed with 1013 here if they stay behind.
