@@ -483,8 +483,7 @@ def test_parse_fast_path_agrees_with_the_checked_path(text: str) -> None:
 
 
 def test_parse_reads_decimals_and_floats_by_their_exact_value() -> None:
-    """Not from a built-in venue, but a plugin may pass them: both builds take them alike (a
-    compiled build checks annotations at run time, and ``parse`` takes any object)."""
+    """Not from a built-in venue, but a plugin may pass them (``parse`` takes any object)."""
     assert exact.parse(D("2.25")) == D("2.25")
     assert exact.parse(0.75) == D("0.75")
     with pytest.raises(exact.BadNumber):

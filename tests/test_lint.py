@@ -16,8 +16,8 @@ BIN = Path(sys.executable).parent
 @pytest.mark.parametrize(
     "command",
     [
-        ["ruff", "check", "setup.py", "daemon", "plugins", "tests"],
-        ["ruff", "format", "--check", "setup.py", "daemon", "plugins", "tests"],
+        ["ruff", "check", "daemon", "plugins", "tests"],
+        ["ruff", "format", "--check", "daemon", "plugins", "tests"],
         ["mypy"],
     ],
     ids=["ruff-check", "ruff-format", "mypy"],

@@ -354,7 +354,6 @@ def test_every_hookspec_is_documented_in_the_readme() -> None:
     [VenueProtocol, RestSnapshots, SequenceRule, Unsequenced, AfterTimestamp, FirstLastIds, PrevLinked, Consecutive],
 )
 def test_a_plugin_may_subclass_the_toolkits_protocols_and_rules(base: type) -> None:
-    """In a compiled build too (tests/test_compiled.py runs this there): mypyc forbids interpreted
-    subclasses of compiled classes unless they are marked, and of compiled Protocols at all."""
+    """A plugin's protocol or rule may inherit the toolkit's defaults."""
     subclass = type(f"Plugin{base.__name__}", (base,), {})
     assert type(subclass()).__mro__[1] is base

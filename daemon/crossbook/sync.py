@@ -17,8 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from mypy_extensions import mypyc_attr
-
 from crossbook.book import L2Book
 from crossbook.interfaces import SequenceRule as SequenceRule
 from crossbook.model import BookDelta, BookSnapshot, BookState, Event, Level, VenueStatus
@@ -36,7 +34,6 @@ class Verdict(enum.Enum):
     """Something is missing between the book and this update."""
 
 
-@mypyc_attr(allow_interpreted_subclasses=True)
 class Unsequenced:
     """No sequence ids (Kraken, whose checksum is the detector; Coinbase, sequenced per connection)."""
 
@@ -47,7 +44,6 @@ class Unsequenced:
         return Verdict.APPLY
 
 
-@mypyc_attr(allow_interpreted_subclasses=True)
 class AfterTimestamp:
     """Ordered by a timestamp only (Bitstamp ``microtimestamp``): drop what the snapshot covers."""
 
@@ -60,7 +56,6 @@ class AfterTimestamp:
         return Verdict.APPLY
 
 
-@mypyc_attr(allow_interpreted_subclasses=True)
 class FirstLastIds:
     """Binance spot: ``U``/``u``; the first kept has ``U <= id+1 <= u``, then ``U == u_prev + 1``.
 
@@ -82,7 +77,6 @@ class FirstLastIds:
         return Verdict.APPLY if upd.first == last + 1 else Verdict.GAP
 
 
-@mypyc_attr(allow_interpreted_subclasses=True)
 class PrevLinked:
     """Chained by the previous id: Binance futures (``pu``) and OKX (``prevSeqId``).
 
@@ -105,7 +99,6 @@ class PrevLinked:
         return Verdict.GAP
 
 
-@mypyc_attr(allow_interpreted_subclasses=True)
 class Consecutive:
     """Each update's id is the previous one plus 1 (Bybit ``u``)."""
 
