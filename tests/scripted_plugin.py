@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import anyio
 
-from crossbook.connector import ConnectorConfig, Feed
-from crossbook.hookspecs import hookimpl
-from crossbook.registry import ConnectorRegistry
+from crossbook.toolkit.connector import ConnectorConfig, Feed
+from crossbook.toolkit.hookspecs import hookimpl
+from crossbook.toolkit.registry import ConnectorRegistry
 
 FEEDS: dict[str, Feed] = {}
 STARTS: dict[str, int] = {}

@@ -14,9 +14,9 @@ from typing import Any
 
 import anyio
 
-from crossbook.app import Addresses, Daemon
-from crossbook.config import load
-from crossbook.plugins import load_connectors
+from crossbook.service.app import Addresses, Daemon
+from crossbook.service.config import load
+from crossbook.service.plugins import load_connectors
 
 TESTS = Path(__file__).parent
 ROOT = TESTS.parent

@@ -17,11 +17,11 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 import scripted_plugin
-from crossbook.app import Addresses, Daemon
 from crossbook.client import Mirror
-from crossbook.connector import Feed
-from crossbook.exact import text
-from crossbook.model import BookDelta, BookSnapshot, BookState, Level, Side, Trade, VenueStatus
+from crossbook.core.exact import text
+from crossbook.core.model import BookDelta, BookSnapshot, BookState, Level, Side, Trade, VenueStatus
+from crossbook.service.app import Addresses, Daemon
+from crossbook.toolkit.connector import Feed
 from support import reloader, running_daemon
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]

@@ -10,11 +10,11 @@ import orjson
 import pytest
 
 from captures import capture
-from crossbook.model import BookDelta, Level
-from crossbook.sync import BookSync, FirstLastIds, PrevLinked
+from crossbook.core.model import BookDelta, Level
 from crossbook.testing.captures import Record, read_cryptofeed, read_hftbacktest
 from crossbook.testing.replay import Replay
-from crossbook.venue import BookUpdate, SnapshotSource
+from crossbook.toolkit.sync import BookSync, FirstLastIds, PrevLinked
+from crossbook.toolkit.venue import BookUpdate, SnapshotSource
 from crossbook_binance.protocol import BinanceProtocol
 
 

@@ -11,15 +11,15 @@ import anyio
 import orjson
 import pytest
 
-from crossbook import streaming
-from crossbook.model import BookSnapshot, BookState, Trade, VenueStatus
-from crossbook.streaming import StreamingConnector
-from crossbook.supervisor import BACKOFF_BASE
-from crossbook.sync import BookSync
+from crossbook.core.model import BookSnapshot, BookState, Trade, VenueStatus
+from crossbook.service.supervisor import BACKOFF_BASE
 from crossbook.testing.conformance import Subject, rig, run_conformance
 from crossbook.testing.fakevenue import FakeVenue
 from crossbook.testing.feed import EngineFeed
-from crossbook.venue import BookUpdate, Stream
+from crossbook.toolkit import streaming
+from crossbook.toolkit.streaming import StreamingConnector
+from crossbook.toolkit.sync import BookSync
+from crossbook.toolkit.venue import BookUpdate, Stream
 from crossbook_binance import BinanceConfig, BinanceFuturesConfig, spot
 from crossbook_binance import futures as make_futures
 from crossbook_binance.fake import BinanceDialect

@@ -14,11 +14,11 @@ from collections import Counter
 import orjson
 
 from captures import capture
-from crossbook.model import BookDelta, BookSnapshot, Side, Trade
-from crossbook.sync import AfterTimestamp, BookSync, Verdict
+from crossbook.core.model import BookDelta, BookSnapshot, Side, Trade
 from crossbook.testing.captures import read_cryptofeed
 from crossbook.testing.replay import Replay
-from crossbook.venue import BookUpdate, SnapshotSource
+from crossbook.toolkit.sync import AfterTimestamp, BookSync, Verdict
+from crossbook.toolkit.venue import BookUpdate, SnapshotSource
 from crossbook_bitstamp.protocol import BitstampProtocol
 
 DIFFS = "bitstamp/bitstamp_diff_order_book_10pairs_20220105.cryptofeed.jsonl.gz"

@@ -9,10 +9,10 @@ import orjson
 import pydantic
 import pytest
 
-from crossbook import streaming
-from crossbook.model import BookSnapshot, BookState, Side, Trade, VenueStatus
+from crossbook.core.model import BookSnapshot, BookState, Side, Trade, VenueStatus
 from crossbook.testing.conformance import Subject, rig, run_conformance
-from crossbook.venue import HEARD, BookUpdate, ConnectionState, Reconnect, Rejected, Resync
+from crossbook.toolkit import streaming
+from crossbook.toolkit.venue import HEARD, BookUpdate, ConnectionState, Reconnect, Rejected, Resync
 from crossbook_bitstamp import BitstampConfig, factory
 from crossbook_bitstamp.fake import BitstampDialect
 from crossbook_bitstamp.protocol import BitstampProtocol, venue_symbol

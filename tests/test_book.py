@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crossbook.book import L2Book
-from crossbook.model import Level
+from crossbook.core.book import L2Book
+from crossbook.core.model import Level
 
 ZERO = Decimal(0)
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections import Counter
 
 from captures import capture
-from crossbook.model import BookDelta, BookSnapshot
-from crossbook.sync import BookSync, Consecutive
+from crossbook.core.model import BookDelta, BookSnapshot
 from crossbook.testing.captures import read_cryptofeed
 from crossbook.testing.replay import Replay
-from crossbook.venue import BookUpdate, SnapshotSource
+from crossbook.toolkit.sync import BookSync, Consecutive
+from crossbook.toolkit.venue import BookUpdate, SnapshotSource
 from crossbook_bybit.protocol import BybitProtocol
 
 CONNECTIONS = {

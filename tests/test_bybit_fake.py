@@ -35,10 +35,10 @@ def test_category_sets_the_default_url() -> None:
 
 
 def test_a_later_snapshot_and_u_1_reset_the_book() -> None:
-    from crossbook.model import BookSnapshot
-    from crossbook.sync import BookSync, Consecutive
+    from crossbook.core.model import BookSnapshot
     from crossbook.testing.replay import Replay
-    from crossbook.venue import SnapshotSource
+    from crossbook.toolkit.sync import BookSync, Consecutive
+    from crossbook.toolkit.venue import SnapshotSource
     from crossbook_bybit.protocol import BybitProtocol
 
     protocol = BybitProtocol(["BTC-USDT"], ws_url="ws://x")

@@ -1,7 +1,7 @@
 """The command line: ``--version``, ``venues``, ``check-config`` exit codes and messages.
 
 A few runs go through ``python -m crossbook`` in a child process (what a user or systemd runs);
-the rest call :func:`crossbook.cli.main` in-process.
+the rest call :func:`crossbook.service.cli.main` in-process.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from crossbook import __version__, cli, config
+from crossbook import __version__
 from crossbook import compiled as crossbook_compiled
+from crossbook.service import cli, config
 
 VENUE = '[venues.sim-a]\nconnector = "sim"\nsymbols = ["BTC-USDT"]\n'
 GOOD = "[server]\nport = 9100\n" + VENUE
@@ -153,8 +154,8 @@ def make_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cal
 
 def plugin_source(cid: str, hook_line: str = "") -> str:
     return f"""
-from crossbook.connector import ConnectorConfig
-from crossbook.hookspecs import hookimpl
+from crossbook.toolkit.connector import ConnectorConfig
+from crossbook.toolkit.hookspecs import hookimpl
 
 
 class Config(ConnectorConfig):

@@ -20,12 +20,12 @@ import orjson
 import pytest
 
 from captures import capture
-from crossbook.exact import parse as dec
-from crossbook.model import BookDelta, BookSnapshot, BookState, Level, Trade
-from crossbook.sync import Action, BookSync, Unsequenced
+from crossbook.core.exact import parse as dec
+from crossbook.core.model import BookDelta, BookSnapshot, BookState, Level, Trade
 from crossbook.testing.captures import Record, read_cryptofeed, read_legacy
 from crossbook.testing.replay import Replay
-from crossbook.venue import BookUpdate, Resync, SnapshotSource
+from crossbook.toolkit.sync import Action, BookSync, Unsequenced
+from crossbook.toolkit.venue import BookUpdate, Resync, SnapshotSource
 from crossbook_coinbase.protocol import CoinbaseProtocol
 
 ADVANCED = "coinbase/coinbase_advanced_l2_btc_eth_20260809.cryptofeed.jsonl.gz"

@@ -11,10 +11,10 @@ import orjson
 import pydantic
 import pytest
 
-from crossbook.model import BookState, Side, Trade
+from crossbook.core.model import BookState, Side, Trade
 from crossbook.testing.conformance import SCENARIOS, Rig, Subject, rig, run_conformance
 from crossbook.testing.fakevenue import FakeConnection
-from crossbook.venue import ConnectionState, Rejected, Resync
+from crossbook.toolkit.venue import ConnectionState, Rejected, Resync
 from crossbook_coinbase import CoinbaseConfig, factory
 from crossbook_coinbase.fake import CoinbaseDialect
 from crossbook_coinbase.protocol import CoinbaseProtocol, venue_symbol

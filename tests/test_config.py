@@ -13,10 +13,10 @@ from textwrap import dedent
 
 import pytest
 
-from crossbook import config
-from crossbook.config import EMBEDDED, Config, ConfigError, load
-from crossbook.plugins import load_connectors
-from crossbook.registry import ConnectorRegistry
+from crossbook.service import config
+from crossbook.service.config import EMBEDDED, Config, ConfigError, load
+from crossbook.service.plugins import load_connectors
+from crossbook.toolkit.registry import ConnectorRegistry
 from crossbook_sim.connector import SimConfig
 
 ROOT = Path(__file__).parents[1]

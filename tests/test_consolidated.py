@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crossbook import exact
-from crossbook.consolidated import BBO, ConsolidatedBook, ConsolidatedLevel
-from crossbook.engine import Engine
-from crossbook.model import BookDelta, BookSnapshot, BookState, Event, Level, VenueStatus
+from crossbook.core import exact
+from crossbook.core.consolidated import BBO, ConsolidatedBook, ConsolidatedLevel
+from crossbook.core.engine import Engine
+from crossbook.core.model import BookDelta, BookSnapshot, BookState, Event, Level, VenueStatus
 
 ZERO = Decimal(0)
 D = Decimal

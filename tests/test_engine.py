@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crossbook.book import L2Book
-from crossbook.engine import Changes, Engine, StatusChange
-from crossbook.model import BookDelta, BookSnapshot, BookState, Event, Level, Side, Trade, VenueStatus
-from crossbook.sync import Action, BookSync, Unsequenced
-from crossbook.venue import BookUpdate, SnapshotSource
+from crossbook.core.book import L2Book
+from crossbook.core.engine import Changes, Engine, StatusChange
+from crossbook.core.model import BookDelta, BookSnapshot, BookState, Event, Level, Side, Trade, VenueStatus
+from crossbook.toolkit.sync import Action, BookSync, Unsequenced
+from crossbook.toolkit.venue import BookUpdate, SnapshotSource
 
 D = Decimal
 ZERO = Decimal(0)

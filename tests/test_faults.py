@@ -14,7 +14,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from crossbook.model import BookState
+from crossbook.core.model import BookState
 from crossbook.testing.conformance import rig
 from crossbook.testing.feed import EngineFeed
 from crossbook_binance import BinanceConfig, spot
@@ -30,7 +30,7 @@ async def test_unresolvable_host_retries_forever(caplog: pytest.LogCaptureFixtur
     config = BinanceConfig(ws_url="ws://nonexistent.invalid:9", rest_url="http://nonexistent.invalid:9")
     connector = spot("binance", ("BTC-USDT",), config)
     feed = EngineFeed("binance", ["BTC-USDT"])
-    with caplog.at_level(logging.WARNING, "crossbook.streaming"), anyio.move_on_after(2.5):
+    with caplog.at_level(logging.WARNING, "crossbook.toolkit.streaming"), anyio.move_on_after(2.5):
         await connector.run(feed)  # must neither return nor raise
         pytest.fail("the connector stopped")
     attempts = [r for r in caplog.records if "connection to ws://nonexistent.invalid:9" in r.getMessage()]

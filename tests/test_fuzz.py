@@ -12,13 +12,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crossbook.engine import Engine
-from crossbook.hub import Hub, Limits
-from crossbook.model import BookSnapshot
-from crossbook.streaming import PARSE_ERRORS, StreamingConnector
-from crossbook.sync import BookSync, FirstLastIds, PrevLinked
+from crossbook.api.hub import Hub, Limits
+from crossbook.core.engine import Engine
+from crossbook.core.model import BookSnapshot
 from crossbook.testing.replay import Replay
-from crossbook.venue import SnapshotSource
+from crossbook.toolkit.streaming import PARSE_ERRORS, StreamingConnector
+from crossbook.toolkit.sync import BookSync, FirstLastIds, PrevLinked
+from crossbook.toolkit.venue import SnapshotSource
 from crossbook_binance.protocol import BinanceProtocol
 
 json_values = st.recursive(
@@ -115,7 +115,7 @@ def test_huge_request_id_is_refused_not_echoed() -> None:
 
 
 def streaming_connectors() -> list[str]:
-    from crossbook.plugins import load_connectors
+    from crossbook.service.plugins import load_connectors
 
     return [spec.id for spec in load_connectors() if spec.id != "sim"]
 
@@ -126,7 +126,7 @@ def streaming_connectors() -> list[str]:
 def test_every_connector_parser(connector_id: str, batch: list[bytes]) -> None:
     """Any frame into any built-in connector's parser: a counted skip or outputs the book syncs
     take without an exception escaping."""
-    from crossbook.plugins import load_connectors
+    from crossbook.service.plugins import load_connectors
 
     spec = load_connectors().get(connector_id)
     assert spec is not None

@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from crossbook.api.hub import Hub, Session, fall_behind
 from crossbook.client import Mirror
-from crossbook.engine import Batch, Changes, Engine
-from crossbook.exact import text
-from crossbook.hub import Hub, Session, fall_behind
-from crossbook.model import BookDelta, BookSnapshot, BookState, Event, Level, Side, Trade, VenueStatus
+from crossbook.core.engine import Batch, Changes, Engine
+from crossbook.core.exact import text
+from crossbook.core.model import BookDelta, BookSnapshot, BookState, Event, Level, Side, Trade, VenueStatus
 
 D = Decimal
 X = "BTC-USDT"

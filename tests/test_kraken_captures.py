@@ -11,10 +11,10 @@ import orjson
 import pytest
 
 from captures import capture
-from crossbook.sync import BookSync, Unsequenced
 from crossbook.testing.captures import read_cryptofeed, read_depthcharge
 from crossbook.testing.replay import Replay
-from crossbook.venue import SnapshotSource
+from crossbook.toolkit.sync import BookSync, Unsequenced
+from crossbook.toolkit.venue import SnapshotSource
 from crossbook_kraken.protocol import KrakenProtocol, KrakenV1Protocol, checksum
 
 
@@ -84,8 +84,8 @@ def test_float_text_would_break_the_checksum() -> None:
 def test_v2_numbers_keep_their_digits_and_only_prices_and_sizes_are_checked() -> None:
     from decimal import Decimal
 
-    from crossbook.exact import BadNumber
-    from crossbook.venue import BookUpdate, ConnectionState
+    from crossbook.core.exact import BadNumber
+    from crossbook.toolkit.venue import BookUpdate, ConnectionState
 
     protocol = KrakenProtocol(["BTC-USD"], ws_url="ws://x", depth=10)
 
@@ -114,7 +114,7 @@ def test_v2_numbers_keep_their_digits_and_only_prices_and_sizes_are_checked() ->
 def test_equal_numbers_with_other_digits_have_other_checksums() -> None:
     from decimal import Decimal
 
-    from crossbook.book import L2Book
+    from crossbook.core.book import L2Book
 
     def crc(bid: str, qty: str) -> int:
         book = L2Book()
@@ -130,7 +130,7 @@ def test_remembered_checksum_texts_are_bounded() -> None:
     """The memo keeps its numbers alive: unbounded, a long run would hold every one it saw."""
     from decimal import Decimal
 
-    from crossbook.book import L2Book
+    from crossbook.core.book import L2Book
     from crossbook_kraken import protocol
 
     book = L2Book()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from crossbook.model import BookState
+from crossbook.core.model import BookState
 from crossbook.testing.conformance import Subject, rig, run_conformance
 from crossbook.testing.market import FakeMarket
 from crossbook_kraken import KrakenConfig, factory

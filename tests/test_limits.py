@@ -18,12 +18,12 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 import scripted_plugin
+from crossbook.api.hub import Hub, Limits
 from crossbook.client import Mirror
-from crossbook.engine import Engine
-from crossbook.exact import text
-from crossbook.hub import Hub, Limits
-from crossbook.model import BookDelta, BookSnapshot
-from crossbook.server import linger_seconds
+from crossbook.core.engine import Engine
+from crossbook.core.exact import text
+from crossbook.core.model import BookDelta, BookSnapshot
+from crossbook.service.server import linger_seconds
 from support import metric, running_daemon
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from captures import capture
-from crossbook.sync import BookSync
 from crossbook.testing.captures import read_cryptofeed
 from crossbook.testing.replay import Replay
-from crossbook.venue import SnapshotSource
+from crossbook.toolkit.sync import BookSync
+from crossbook.toolkit.venue import SnapshotSource
 from crossbook_okx.protocol import OkxProtocol, SeqIdsOrChecksum, checksum
 
 # cryptofeed's names in the capture header, written the crossbook way
@@ -34,7 +34,7 @@ def test_documented_vector() -> None:
     """PROTOCOLS.md: "3366.1:7:3366.8:9:3366:6:3368:8" -> -1881014294."""
     from decimal import Decimal
 
-    from crossbook.book import L2Book
+    from crossbook.core.book import L2Book
 
     book = L2Book()
     book.replace([(Decimal("3366.1"), Decimal("7")), (Decimal("3366"), Decimal("6"))], [])

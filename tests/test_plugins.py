@@ -16,13 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from crossbook import __version__, hookspecs
-from crossbook.config import ConfigError, load
-from crossbook.connector import ConnectorConfig, Feed
-from crossbook.plugins import PluginError, collect_connectors, load_connectors, make_plugin_manager
-from crossbook.registry import ConnectorRegistry, RegistryError
-from crossbook.sync import AfterTimestamp, Consecutive, FirstLastIds, PrevLinked, SequenceRule, Unsequenced
-from crossbook.venue import RestSnapshots, VenueProtocol
+from crossbook import __version__
+from crossbook.service.config import ConfigError, load
+from crossbook.service.plugins import PluginError, collect_connectors, load_connectors, make_plugin_manager
+from crossbook.toolkit import hookspecs
+from crossbook.toolkit.connector import ConnectorConfig, Feed
+from crossbook.toolkit.registry import ConnectorRegistry, RegistryError
+from crossbook.toolkit.sync import AfterTimestamp, Consecutive, FirstLastIds, PrevLinked, SequenceRule, Unsequenced
+from crossbook.toolkit.venue import RestSnapshots, VenueProtocol
 
 ROOT = Path(__file__).parents[1]
 
@@ -31,8 +32,8 @@ MakePlugin = Callable[[str], str]
 
 def connector_plugin(cid: str, description: str = "A test connector") -> str:
     return f"""
-from crossbook.connector import ConnectorConfig
-from crossbook.hookspecs import hookimpl
+from crossbook.toolkit.connector import ConnectorConfig
+from crossbook.toolkit.hookspecs import hookimpl
 
 
 class Config(ConnectorConfig):
@@ -51,7 +52,7 @@ def crossbook_add_connectors(registry):
 
 def hook_body(body: str) -> str:
     return f"""
-from crossbook.hookspecs import hookimpl
+from crossbook.toolkit.hookspecs import hookimpl
 
 
 @hookimpl
@@ -220,7 +221,7 @@ def test_misnamed_hook_argument_is_refused(make_plugin: MakePlugin) -> None:
     ids=["id", "config-model", "factory"],
 )
 def test_invalid_registration_is_refused(make_plugin: MakePlugin, call: str, expected: str) -> None:
-    imports = "from pydantic import BaseModel\nfrom crossbook.connector import ConnectorConfig\n"
+    imports = "from pydantic import BaseModel\nfrom crossbook.toolkit.connector import ConnectorConfig\n"
     mod = make_plugin(imports + hook_body(call))
     assert refused([mod]).startswith(f"plugin {mod!r} failed to register connectors: RegistryError: {expected}")
 

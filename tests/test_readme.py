@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from crossbook.plugins import load_connectors
+from crossbook.service.plugins import load_connectors
 
 ROOT = Path(__file__).parents[1]
 README = (ROOT / "README.md").read_text()

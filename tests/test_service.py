@@ -18,7 +18,7 @@ from websockets.asyncio.client import connect
 
 import scripted_plugin
 from crossbook.client import Mirror
-from crossbook.model import BookSnapshot, BookState
+from crossbook.core.model import BookSnapshot, BookState
 from support import daemon_process, reloader, running_daemon
 
 pytestmark = pytest.mark.timeout(60)
@@ -104,7 +104,7 @@ def test_journald_lines_have_priorities_and_no_timestamps(fmt: str) -> None:
 def test_log_formats_in_process(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     import logging
 
-    from crossbook import logs
+    from crossbook.service import logs
 
     monkeypatch.setenv("JOURNAL_STREAM", "8:1234")
     logs.setup(0, "text")

@@ -9,10 +9,10 @@ from decimal import Decimal
 
 import pytest
 
-from crossbook import sync as sync_module
-from crossbook.model import BookDelta, BookSnapshot, BookState, Event, Level, VenueStatus
-from crossbook.sync import Action, BookSync, FetchSnapshot, FirstLastIds
-from crossbook.venue import BookUpdate, SnapshotSource
+from crossbook.core.model import BookDelta, BookSnapshot, BookState, Event, Level, VenueStatus
+from crossbook.toolkit import sync as sync_module
+from crossbook.toolkit.sync import Action, BookSync, FetchSnapshot, FirstLastIds
+from crossbook.toolkit.venue import BookUpdate, SnapshotSource
 
 
 def lv(*pairs: tuple[str, str]) -> list[Level]:

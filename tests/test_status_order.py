@@ -17,8 +17,8 @@ import anyio
 import pytest
 from websockets.asyncio.client import connect
 
-from crossbook.connector import Feed
-from crossbook.model import BookDelta, BookSnapshot, BookState, Side, Trade, VenueStatus
+from crossbook.core.model import BookDelta, BookSnapshot, BookState, Side, Trade, VenueStatus
+from crossbook.toolkit.connector import Feed
 from support import reloader, running_daemon
 from test_api_e2e import Client, client_view, live_feeds, random_levels, server_view, url
 

@@ -14,8 +14,8 @@ from anyio.abc import TaskStatus
 from websockets.asyncio.client import connect
 
 from crossbook.client import Mirror
-from crossbook.exact import text
-from crossbook.model import BookState
+from crossbook.core.exact import text
+from crossbook.core.model import BookState
 from crossbook.testing.fakevenue import FakeVenue
 from crossbook.testing.market import FakeMarket
 from crossbook_binance.fake import BinanceDialect

@@ -1,4 +1,4 @@
-"""The crossbook side of ``crossbook.versus`` on a slice of the Binance capture: the fake venue
+"""The crossbook side of ``crossbook_bench.versus`` on a slice of the Binance capture: the fake venue
 serves what the daemon needs to sync, and the daemon ingests every frame into a live book equal
 to the replayed one (cryptofeed is not needed here). Also the in-process ``stages`` and their floor,
 ``ingest`` on generated Binance, Kraken and OKX frames, the paced ``fanout``/``latency`` run, and the
@@ -13,10 +13,11 @@ import orjson
 import pytest
 
 from captures import capture
-from crossbook import bench, exact, floor
-from crossbook.bench import GENERATED, bench_ingest_generated, bench_latency, bench_stages, bench_writes
-from crossbook.loadgen import CAPTURE, load_recording, respelled
-from crossbook.versus import _by_round, median_pair, run_crossbook
+from crossbook.core import exact
+from crossbook_bench import bench, floor
+from crossbook_bench.bench import GENERATED, bench_ingest_generated, bench_latency, bench_stages, bench_writes
+from crossbook_bench.loadgen import CAPTURE, load_recording, respelled
+from crossbook_bench.versus import _by_round, median_pair, run_crossbook
 
 
 @pytest.mark.timeout(60)

@@ -7,6 +7,6 @@ __version__ = "0.1.0"
 
 def compiled() -> bool:
     """Whether the hot path runs compiled (an install built with ``CROSSBOOK_COMPILE=1``)."""
-    from crossbook import book
+    from crossbook.core import book
 
     return isinstance(book.__loader__, ExtensionFileLoader)

@@ -1,5 +1,5 @@
 """``python -m crossbook`` runs the command line."""
 
-from crossbook.cli import main
+from crossbook.service.cli import main
 
 raise SystemExit(main())

@@ -6,10 +6,10 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from crossbook.hookspecs import hookimpl
-from crossbook.registry import ConnectorRegistry
-from crossbook.streaming import StreamingConfig, StreamingConnector
-from crossbook.sync import FirstLastIds, PrevLinked, SequenceRule
+from crossbook.toolkit.hookspecs import hookimpl
+from crossbook.toolkit.registry import ConnectorRegistry
+from crossbook.toolkit.streaming import StreamingConfig, StreamingConnector
+from crossbook.toolkit.sync import FirstLastIds, PrevLinked, SequenceRule
 from crossbook_binance.protocol import FUTURES_LIMITS, BinanceProtocol
 
 MAX_CONNECTION_AGE = 23.5 * 3600

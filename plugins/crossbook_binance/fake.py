@@ -7,7 +7,7 @@ import time
 
 import orjson
 
-from crossbook.model import Level
+from crossbook.core.model import Level
 from crossbook.testing.fakevenue import FakeConnection, levels_text
 from crossbook.testing.market import FakeMarket
 from crossbook_binance.protocol import venue_symbol

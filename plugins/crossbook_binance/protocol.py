@@ -14,10 +14,10 @@ from collections.abc import Sequence
 
 import orjson
 
-from crossbook.exact import levels
-from crossbook.exact import parse as dec
-from crossbook.model import Side, Trade
-from crossbook.venue import (
+from crossbook.core.exact import levels
+from crossbook.core.exact import parse as dec
+from crossbook.core.model import Side, Trade
+from crossbook.toolkit.venue import (
     HEARD,
     BookUpdate,
     ConnectionState,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from crossbook.hookspecs import hookimpl
-from crossbook.registry import ConnectorRegistry
-from crossbook.streaming import StreamingConfig, StreamingConnector
-from crossbook.sync import AfterTimestamp
+from crossbook.toolkit.hookspecs import hookimpl
+from crossbook.toolkit.registry import ConnectorRegistry
+from crossbook.toolkit.streaming import StreamingConfig, StreamingConnector
+from crossbook.toolkit.sync import AfterTimestamp
 from crossbook_bitstamp.protocol import BitstampProtocol
 
 

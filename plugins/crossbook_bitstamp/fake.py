@@ -8,7 +8,7 @@ import time
 
 import orjson
 
-from crossbook.model import Level
+from crossbook.core.model import Level
 from crossbook.testing.fakevenue import FakeConnection, levels_text
 from crossbook.testing.market import FakeMarket
 from crossbook_bitstamp.protocol import BOOK_CHANNEL, TRADE_CHANNEL, venue_symbol

@@ -22,11 +22,11 @@ from typing import Any
 
 import orjson
 
-from crossbook.exact import levels
-from crossbook.exact import parse as dec
-from crossbook.model import Side, Trade
-from crossbook.streaming import PARSE_ERRORS
-from crossbook.venue import (
+from crossbook.core.exact import levels
+from crossbook.core.exact import parse as dec
+from crossbook.core.model import Side, Trade
+from crossbook.toolkit.streaming import PARSE_ERRORS
+from crossbook.toolkit.venue import (
     HEARD,
     BookUpdate,
     ConnectionState,

@@ -7,10 +7,10 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from crossbook.hookspecs import hookimpl
-from crossbook.registry import ConnectorRegistry
-from crossbook.streaming import StreamingConfig, StreamingConnector
-from crossbook.sync import Consecutive
+from crossbook.toolkit.hookspecs import hookimpl
+from crossbook.toolkit.registry import ConnectorRegistry
+from crossbook.toolkit.streaming import StreamingConfig, StreamingConnector
+from crossbook.toolkit.sync import Consecutive
 from crossbook_bybit.protocol import URLS, BybitProtocol
 
 

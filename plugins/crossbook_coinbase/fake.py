@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import orjson
 
-from crossbook.model import Level
+from crossbook.core.model import Level
 from crossbook.testing.fakevenue import FakeConnection
 from crossbook.testing.market import FakeMarket
 

@@ -27,9 +27,9 @@ from typing import Any
 
 import orjson
 
-from crossbook.exact import parse as dec
-from crossbook.model import Level, Side, Trade
-from crossbook.venue import (
+from crossbook.core.exact import parse as dec
+from crossbook.core.model import Level, Side, Trade
+from crossbook.toolkit.venue import (
     HEARD,
     BookUpdate,
     ConnectionState,

@@ -6,10 +6,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from crossbook.hookspecs import hookimpl
-from crossbook.registry import ConnectorRegistry
-from crossbook.streaming import StreamingConfig, StreamingConnector
-from crossbook.sync import Unsequenced
+from crossbook.toolkit.hookspecs import hookimpl
+from crossbook.toolkit.registry import ConnectorRegistry
+from crossbook.toolkit.streaming import StreamingConfig, StreamingConnector
+from crossbook.toolkit.sync import Unsequenced
 from crossbook_kraken.protocol import KrakenProtocol, checksum
 
 

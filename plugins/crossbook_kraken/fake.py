@@ -10,8 +10,8 @@ from typing import Any
 
 import orjson
 
-from crossbook.book import L2Book
-from crossbook.model import Level
+from crossbook.core.book import L2Book
+from crossbook.core.model import Level
 from crossbook.testing.fakevenue import FakeConnection
 from crossbook.testing.market import FakeMarket
 from crossbook_kraken.protocol import DEPTHS, checksum, venue_symbol

@@ -18,11 +18,11 @@ from typing import Any
 import msgspec
 import orjson
 
-from crossbook.book import L2Book
-from crossbook.exact import BadNumber, json_number, levels
-from crossbook.exact import parse as dec
-from crossbook.model import Level, Side, Trade
-from crossbook.venue import HEARD, BookUpdate, ConnectionState, Output, Rejected, SnapshotSource, Stream, seq_id
+from crossbook.core.book import L2Book
+from crossbook.core.exact import BadNumber, json_number, levels
+from crossbook.core.exact import parse as dec
+from crossbook.core.model import Level, Side, Trade
+from crossbook.toolkit.venue import HEARD, BookUpdate, ConnectionState, Output, Rejected, SnapshotSource, Stream, seq_id
 
 DEPTHS = (10, 25, 100, 500, 1000)
 
@@ -70,7 +70,7 @@ _DECODER = msgspec.json.Decoder(float_hook=json_number)
 
 def _loads(frame: str | bytes) -> Any:
     """JSON with fractional numbers as exact Decimals that keep their text (orjson would make them
-    floats; one that is no price or size stays text: :func:`crossbook.exact.json_number`).
+    floats; one that is no price or size stays text: :func:`crossbook.core.exact.json_number`).
     Integers stay ints: checksums and ids, all different, would churn the parse cache. msgspec
     hands the text of each number with a fraction or exponent to the hook, as stdlib json's
     ``parse_float`` does, and decodes 3.3x faster."""

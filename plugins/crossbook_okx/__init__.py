@@ -7,9 +7,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from crossbook.hookspecs import hookimpl
-from crossbook.registry import ConnectorRegistry
-from crossbook.streaming import StreamingConfig, StreamingConnector
+from crossbook.toolkit.hookspecs import hookimpl
+from crossbook.toolkit.registry import ConnectorRegistry
+from crossbook.toolkit.streaming import StreamingConfig, StreamingConnector
 from crossbook_okx.protocol import OkxProtocol, SeqIdsOrChecksum, checksum
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from crossbook.model import Level
+from crossbook.core.model import Level
 from crossbook.testing.fakevenue import FakeConnection
 from crossbook.testing.market import FakeMarket
 from crossbook_okx.protocol import venue_symbol

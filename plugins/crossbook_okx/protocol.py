@@ -15,12 +15,12 @@ from typing import Any
 
 import orjson
 
-from crossbook.book import L2Book
-from crossbook.exact import levels
-from crossbook.exact import parse as dec
-from crossbook.model import Side, Trade
-from crossbook.sync import PrevLinked, Verdict
-from crossbook.venue import (
+from crossbook.core.book import L2Book
+from crossbook.core.exact import levels
+from crossbook.core.exact import parse as dec
+from crossbook.core.model import Side, Trade
+from crossbook.toolkit.sync import PrevLinked, Verdict
+from crossbook.toolkit.venue import (
     HEARD,
     BookUpdate,
     ConnectionState,

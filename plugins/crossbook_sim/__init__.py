@@ -5,8 +5,8 @@ Registered through the ``crossbook`` entry point exactly as a third-party plugin
 
 from __future__ import annotations
 
-from crossbook.hookspecs import hookimpl
-from crossbook.registry import ConnectorRegistry
+from crossbook.toolkit.hookspecs import hookimpl
+from crossbook.toolkit.registry import ConnectorRegistry
 from crossbook_sim.connector import SimConfig, SimConnector
 
 

@@ -28,11 +28,11 @@ from typing import Any
 
 import anyio
 
-from crossbook.connector import Connector, ConnectorConfig
-from crossbook.model import BookState
+from crossbook.core.model import BookState
 from crossbook.testing.fakevenue import Dialect, FakeConnection, FakeVenue
 from crossbook.testing.feed import EngineFeed
 from crossbook.testing.market import FakeMarket
+from crossbook.toolkit.connector import Connector, ConnectorConfig
 
 IDLE_TIMEOUT = 1.0
 SCENARIOS = ("sync", "gap", "checksum", "drop", "stall", "garbage", "rest_429", "planned_reconnect")

@@ -23,7 +23,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from crossbook.model import Level
+from crossbook.core.model import Level
 from crossbook.testing.market import FakeMarket
 
 

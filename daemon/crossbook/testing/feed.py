@@ -1,4 +1,4 @@
-"""A :class:`~crossbook.connector.Feed` for tests: events go through a real engine, and a test
+"""A :class:`~crossbook.toolkit.connector.Feed` for tests: events go through a real engine, and a test
 can wait for a condition on the books without sleeping."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from collections.abc import Callable, Sequence
 
 import anyio
 
-from crossbook.book import L2Book
-from crossbook.engine import Engine
-from crossbook.model import BookState, Event, VenueStatus
+from crossbook.core.book import L2Book
+from crossbook.core.engine import Engine
+from crossbook.core.model import BookState, Event, VenueStatus
 
 
 class EngineFeed:

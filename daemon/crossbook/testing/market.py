@@ -9,8 +9,8 @@ from __future__ import annotations
 import random
 from decimal import Decimal
 
-from crossbook.book import L2Book
-from crossbook.model import Level
+from crossbook.core.book import L2Book
+from crossbook.core.model import Level
 
 
 class FakeMarket:

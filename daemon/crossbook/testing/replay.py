@@ -1,6 +1,6 @@
 """Replay frames through a connector's sans-I/O parts, without a network.
 
-A :class:`Replay` holds a venue protocol and one :class:`~crossbook.sync.BookSync` per symbol,
+A :class:`Replay` holds a venue protocol and one :class:`~crossbook.toolkit.sync.BookSync` per symbol,
 as the streaming toolkit would, and records every event they produce. REST snapshots are
 delivered when the test (or the capture) provides them.
 """
@@ -11,10 +11,10 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import cast
 
-from crossbook.model import BookState, Event, Trade, VenueStatus
-from crossbook.streaming import PARSE_ERRORS
-from crossbook.sync import Action, BookSync, FetchSnapshot, Resubscribe
-from crossbook.venue import BookUpdate, ConnectionState, Output, RestSnapshots, Resync, VenueProtocol
+from crossbook.core.model import BookState, Event, Trade, VenueStatus
+from crossbook.toolkit.streaming import PARSE_ERRORS
+from crossbook.toolkit.sync import Action, BookSync, FetchSnapshot, Resubscribe
+from crossbook.toolkit.venue import BookUpdate, ConnectionState, Output, RestSnapshots, Resync, VenueProtocol
 
 
 class Replay:

@@ -1,15 +1,15 @@
 """The sans-I/O half of a streaming connector: what a venue module implements.
 
 A venue module parses frames and builds requests; it never opens a socket, sleeps or reads a
-clock. The toolkit (:mod:`crossbook.streaming`) owns every connection, timer and retry, and
-:class:`crossbook.sync.BookSync` owns every book's sequencing, so a connector can neither block
+clock. The toolkit (:mod:`crossbook.toolkit.streaming`) owns every connection, timer and retry, and
+:class:`crossbook.toolkit.sync.BookSync` owns every book's sequencing, so a connector can neither block
 the loop nor get a reconnect or a resync wrong.
 
 Per frame, :meth:`VenueProtocol.parse` returns outputs:
 
 - :class:`BookUpdate`: levels for one symbol with the venue's sequence ids and checksum; the
-  book's :class:`~crossbook.sync.SequenceRule` decides whether it applies, is stale, or is a gap;
-- :class:`~crossbook.model.Trade`: published as is;
+  book's :class:`~crossbook.toolkit.sync.SequenceRule` decides whether it applies, is stale, or is a gap;
+- :class:`~crossbook.core.model.Trade`: published as is;
 - :class:`Send`: a frame to send back on the same connection (a pong, say);
 - :class:`Resync`: the parser saw a problem the sequence rule cannot (a connection-wide
   sequence gap, a frame it could not read for a symbol);
@@ -25,9 +25,9 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-from crossbook.interfaces import RestSnapshots as RestSnapshots
-from crossbook.interfaces import VenueProtocol as VenueProtocol
-from crossbook.model import Level, Trade
+from crossbook.core.model import Level, Trade
+from crossbook.toolkit.interfaces import RestSnapshots as RestSnapshots
+from crossbook.toolkit.interfaces import VenueProtocol as VenueProtocol
 
 
 class SnapshotSource(enum.Enum):

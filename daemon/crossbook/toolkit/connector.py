@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from crossbook.model import Event
+from crossbook.core.model import Event
 
 
 class ConnectorConfig(BaseModel):

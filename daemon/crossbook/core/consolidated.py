@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from crossbook import exact
-from crossbook.model import Level
+from crossbook.core import exact
+from crossbook.core.model import Level
 
 Attribution = tuple[tuple[str, Decimal], ...]
 """((venue, size), ...) sorted by venue."""
@@ -65,7 +65,7 @@ class BBO:
 
 class ConsolidatedBook:
     """Sum of the live venues' books with attribution. Each side is a dict of levels plus its
-    prices in ascending order (bids are read from the end), as in :class:`~crossbook.book.L2Book`."""
+    prices in ascending order (bids are read from the end), as in :class:`~crossbook.core.book.L2Book`."""
 
     __slots__ = ("_ask_levels", "_ask_prices", "_bid_levels", "_bid_prices", "_version")
 

@@ -17,10 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from crossbook.book import L2Book
-from crossbook.interfaces import SequenceRule as SequenceRule
-from crossbook.model import BookDelta, BookSnapshot, BookState, Event, Level, VenueStatus
-from crossbook.venue import BookUpdate, SnapshotSource
+from crossbook.core.book import L2Book
+from crossbook.core.model import BookDelta, BookSnapshot, BookState, Event, Level, VenueStatus
+from crossbook.toolkit.interfaces import SequenceRule as SequenceRule
+from crossbook.toolkit.venue import BookUpdate, SnapshotSource
 
 MAX_BUFFER = 20_000
 """Updates buffered while waiting for a REST snapshot; more means the snapshot is hopeless."""

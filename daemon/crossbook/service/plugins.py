@@ -14,8 +14,8 @@ from collections.abc import Iterable
 
 import pluggy
 
-from crossbook import hookspecs
-from crossbook.registry import ConnectorRegistry
+from crossbook.toolkit import hookspecs
+from crossbook.toolkit.registry import ConnectorRegistry
 
 ENTRY_POINT_GROUP = "crossbook"
 

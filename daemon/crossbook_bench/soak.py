@@ -1,4 +1,4 @@
-"""Soak: ``python -m crossbook.soak [--seconds S] [--clients N] [--slow M] [--lingering L]``.
+"""Soak: ``python -m crossbook_bench.soak [--seconds S] [--clients N] [--slow M] [--lingering L]``.
 
 Runs the daemon (a child process) against two fake Binance venues on loopback that inject faults
 (dropped connections, lost messages, garbage frames, stalls, REST 429s), with hundreds of
@@ -28,7 +28,7 @@ import anyio
 import orjson
 
 from crossbook.client import Mirror, SequenceGap
-from crossbook.exact import text
+from crossbook.core.exact import text
 from crossbook.testing.fakevenue import FakeVenue
 from crossbook.testing.market import FakeMarket
 
@@ -257,7 +257,7 @@ async def _check(clients: list[Client], markets: dict[str, FakeMarket], gate: Ga
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m crossbook.soak", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m crossbook_bench.soak", description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--slow", type=int, default=20, help="how many of the clients are slow")

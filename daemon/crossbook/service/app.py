@@ -20,16 +20,16 @@ import anyio
 from anyio.abc import TaskStatus
 from prometheus_client import start_http_server
 
-from crossbook.config import Config, ConfigError, Venue
-from crossbook.engine import Batch, Changes, Engine
-from crossbook.hub import Hub
-from crossbook.metrics import Metrics, VenueMetrics
-from crossbook.model import BookState, Event
-from crossbook.notify import Notifier
-from crossbook.plugins import PluginError
-from crossbook.registry import RegistryError
-from crossbook.server import ApiServer
-from crossbook.supervisor import supervise
+from crossbook.api.hub import Hub
+from crossbook.core.engine import Batch, Changes, Engine
+from crossbook.core.model import BookState, Event
+from crossbook.service.config import Config, ConfigError, Venue
+from crossbook.service.metrics import Metrics, VenueMetrics
+from crossbook.service.notify import Notifier
+from crossbook.service.plugins import PluginError
+from crossbook.service.server import ApiServer
+from crossbook.service.supervisor import supervise
+from crossbook.toolkit.registry import RegistryError
 
 log = logging.getLogger("crossbook")
 SHUTDOWN_DEADLINE = 5.0
@@ -45,7 +45,7 @@ class Addresses:
 
 
 class VenueFeed:
-    """A connector's :class:`~crossbook.connector.Feed`: events in, books and subscribers updated."""
+    """A connector's :class:`~crossbook.toolkit.connector.Feed`: events in, books and subscribers updated."""
 
     def __init__(self, daemon: Daemon, venue: Venue, vm: VenueMetrics) -> None:
         self.daemon = daemon

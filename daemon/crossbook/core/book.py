@@ -6,8 +6,8 @@ from bisect import bisect_left, insort
 from collections.abc import Iterable
 from decimal import Decimal
 
-from crossbook.exact import ZERO
-from crossbook.model import Level
+from crossbook.core.exact import ZERO
+from crossbook.core.model import Level
 
 
 class L2Book:

@@ -22,9 +22,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
-from crossbook.connector import ConnectorConfig
-from crossbook.model import SYMBOL_RE
-from crossbook.registry import ConnectorRegistry, ConnectorSpec
+from crossbook.core.model import SYMBOL_RE
+from crossbook.toolkit.connector import ConnectorConfig
+from crossbook.toolkit.registry import ConnectorRegistry, ConnectorSpec
 
 SYSTEM_CONFIG = Path("/etc/crossbook/crossbook.toml")
 ENV_CONFIG = "CROSSBOOK_CONFIG"
@@ -239,7 +239,7 @@ def locate(path: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> t
             return candidate.read_text(encoding="utf-8"), str(candidate)
         except OSError as exc:
             raise ConfigError(f"{candidate}: cannot read config: {exc.strerror or exc}") from None
-    return resources.files("crossbook").joinpath("default.toml").read_text(encoding="utf-8"), EMBEDDED
+    return resources.files("crossbook.service").joinpath("default.toml").read_text(encoding="utf-8"), EMBEDDED
 
 
 def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:

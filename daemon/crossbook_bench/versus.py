@@ -1,4 +1,5 @@
-"""crossbook against cryptofeed: ``python -m crossbook.versus [--rounds R] [--pairs P] [--limit N] [--no-cryptofeed]``.
+"""crossbook against cryptofeed:
+``python -m crossbook_bench.versus [--rounds R] [--pairs P] [--limit N] [--no-cryptofeed]``.
 
 Both consume the same recorded Binance spot depth stream (``CAPTURE`` in ``shared/captures``)
 from a fake Binance on 127.0.0.1 that speaks the real wire protocol: the combined-stream
@@ -45,7 +46,8 @@ from typing import IO, Any
 import orjson
 
 from crossbook import __version__
-from crossbook.loadgen import (
+from crossbook.testing.captures import captures_dir
+from crossbook_bench.loadgen import (
     CAPTURE,
     SENTINEL,
     SYMBOL,
@@ -63,8 +65,7 @@ from crossbook.loadgen import (
     scrape,
     spawn_daemon,
 )
-from crossbook.loadgen import subscribers as subscribers_of
-from crossbook.testing.captures import captures_dir
+from crossbook_bench.loadgen import subscribers as subscribers_of
 
 CRYPTOFEED_VENV = Path.home() / ".cache" / "crossbook" / "bench-cryptofeed"
 LIVE = 4.0
@@ -435,7 +436,7 @@ def positive(text: str) -> int:
 
 
 def _cli(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m crossbook.versus", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m crossbook_bench.versus", description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=20, help="times the recorded diffs are served")
     parser.add_argument("--pairs", type=positive, default=3, help="runs of each side, in turn")
     parser.add_argument("--limit", type=int, help="serve only the first N recorded diffs")

@@ -18,8 +18,8 @@ from email.utils import parsedate_to_datetime
 import anyio
 import httpx
 
-from crossbook.supervisor import backoff
-from crossbook.venue import HttpRequest
+from crossbook.service.supervisor import backoff
+from crossbook.toolkit.venue import HttpRequest
 
 log = logging.getLogger("crossbook.rest")
 

@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 import anyio
 
-from crossbook.config import Venue
-from crossbook.connector import Feed
+from crossbook.service.config import Venue
+from crossbook.toolkit.connector import Feed
 
 log = logging.getLogger("crossbook.supervisor")
 

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from crossbook.book import L2Book
+    from crossbook.core.book import L2Book
 
 SYMBOL_RE = re.compile(r"^[A-Z0-9]+-[A-Z0-9]+(-[A-Z0-9]+)*$")
 """``BASE-QUOTE`` upper case (``BTC-USDT``); derivatives add a suffix (``BTC-USDT-PERP``)."""

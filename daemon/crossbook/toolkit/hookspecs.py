@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from crossbook.registry import ConnectorRegistry
+    from crossbook.toolkit.registry import ConnectorRegistry
 
 hookspec = pluggy.HookspecMarker("crossbook")
 hookimpl = pluggy.HookimplMarker("crossbook")
@@ -25,7 +25,7 @@ def crossbook_add_connectors(registry: ConnectorRegistry) -> None:
     Call ``registry.add(id, config_model=..., factory=..., description=...)`` once per connector:
 
     - ``id``: the name a venue's ``connector`` key uses (lower case, e.g. ``"binance"``);
-    - ``config_model``: a subclass of :class:`crossbook.connector.ConnectorConfig` that validates
+    - ``config_model``: a subclass of :class:`crossbook.toolkit.connector.ConnectorConfig` that validates
       the venue table's connector-specific keys (so ``check-config`` catches mistakes);
     - ``factory``: ``factory(venue, symbols, config) -> Connector``, called when the venue starts
       (and again on each restart); it must not do I/O either;

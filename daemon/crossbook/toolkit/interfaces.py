@@ -1,7 +1,7 @@
 """The Protocols a connector plugin implements: a venue's wire protocol (:class:`VenueProtocol`,
 with :class:`RestSnapshots` for REST snapshots) and a book's :class:`SequenceRule`.
 
-They live apart from :mod:`crossbook.venue` and :mod:`crossbook.sync`, which re-export them,
+They live apart from :mod:`crossbook.toolkit.venue` and :mod:`crossbook.toolkit.sync`, which re-export them,
 because those are compiled in a compiled build (``CROSSBOOK_COMPILE=1``) and mypyc compiles a
 Protocol into a trait that no interpreted class may subclass; this module stays interpreted, so a
 plugin may subclass them in either build.
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from crossbook.sync import Verdict
-    from crossbook.venue import BookUpdate, ConnectionState, HttpRequest, Output, SnapshotSource, Stream
+    from crossbook.toolkit.sync import Verdict
+    from crossbook.toolkit.venue import BookUpdate, ConnectionState, HttpRequest, Output, SnapshotSource, Stream
 
 
 class VenueProtocol(Protocol):

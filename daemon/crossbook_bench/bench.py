@@ -1,4 +1,4 @@
-"""Benchmark: ``python -m crossbook.bench [--only SCENARIO ...] [--seconds S]``.
+"""Benchmark: ``python -m crossbook_bench.bench [--only SCENARIO ...] [--seconds S]``.
 
 Bounded scenarios, all on this machine (loopback only), printed as a table and as JSON:
 
@@ -25,11 +25,11 @@ Bounded scenarios, all on this machine (loopback only), printed as a table and a
    subscriber in the hub, the daemon's RSS per idle WebSocket subscriber, and its RSS after an
    hour of the venue's time (the ``ingest`` recording replayed, ~11 rounds) and after each round.
 7. ``captures``: every built-in connector's parser and book syncs on its real captures.
-8. ``versus``: crossbook against cryptofeed on the same stream (:mod:`crossbook.versus`).
+8. ``versus``: crossbook against cryptofeed on the same stream (:mod:`crossbook_bench.versus`).
 9. ``stages``: the ``ingest`` frames in this process, no sockets: µs per frame in parse + book
    sync, in the engine (venue and consolidated books), and in the hub (views, diffs, encoding
    for one session of ``book`` and ``bbo``): where a frame's time goes, without I/O. Beside them,
-   the same work inlined in one loop (:mod:`crossbook.floor`): what the structure costs.
+   the same work inlined in one loop (:mod:`crossbook_bench.floor`): what the structure costs.
 10. ``writes``: the floor under ``fanout`` and ``latency``: CPU per bare ``send()`` of a batched
     update's bytes to each of 100 loopback sockets that another process drains, 1,000 rounds a
     second (as ``latency_1k``'s frames come), and what it bounds on one core with nothing else
@@ -60,13 +60,15 @@ from urllib.parse import urlencode
 import anyio
 import orjson
 
-from crossbook import __version__, compiled, exact, floor, loadgen
-from crossbook.engine import Engine
-from crossbook.hub import DEFAULT_DEPTH, Hub
-from crossbook.model import BookDelta, BookState
-from crossbook.server import linger_seconds
+from crossbook import __version__, compiled
+from crossbook.api.hub import DEFAULT_DEPTH, Hub
+from crossbook.core import exact
+from crossbook.core.engine import Engine
+from crossbook.core.model import BookDelta, BookState
+from crossbook.service.server import linger_seconds
 from crossbook.testing import captures
-from crossbook.versus import bench_versus, poll_interval, positive, run_crossbook
+from crossbook_bench import floor, loadgen
+from crossbook_bench.versus import bench_versus, poll_interval, positive, run_crossbook
 
 VENUES = ("sim-a", "sim-b", "sim-c")
 
@@ -116,8 +118,8 @@ def bench_core(seconds: float, subscribers: int) -> dict[str, Any]:
 def bench_memory(subscribers: int = 500) -> dict[str, Any]:
     import tracemalloc
 
-    from crossbook.book import L2Book
-    from crossbook.consolidated import ConsolidatedBook
+    from crossbook.core.book import L2Book
+    from crossbook.core.consolidated import ConsolidatedBook
 
     n = 50_000
     texts = [(f"{60000 + i / 100:.2f}", f"{(i % 997) / 1000 + 0.001:.8f}") for i in range(n)]
@@ -466,9 +468,9 @@ def bench_captures(rounds: int = 3) -> dict[str, Any]:
     each starting with the parse caches empty)."""
     import gzip
 
-    from crossbook.plugins import load_connectors
+    from crossbook.service.plugins import load_connectors
     from crossbook.testing.replay import Replay
-    from crossbook.venue import BookUpdate
+    from crossbook.toolkit.venue import BookUpdate
 
     registry = load_connectors()
     base = captures.captures_dir()
@@ -513,7 +515,7 @@ def bench_captures(rounds: int = 3) -> dict[str, Any]:
 def bench_stages(rounds: int = 3) -> dict[str, Any]:
     """µs per recorded Binance frame in each sans-I/O stage (best of ``rounds`` passes, each
     starting with the parse caches empty, as the floor's)."""
-    from crossbook.plugins import load_connectors
+    from crossbook.service.plugins import load_connectors
     from crossbook.testing.replay import Replay
 
     recording = _recording(1)
@@ -762,7 +764,7 @@ SCENARIOS = [
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m crossbook.bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m crossbook_bench.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="measuring time per scenario")
     parser.add_argument("--subscribers", type=int, default=10, help="core, e2e: API subscribers")
     parser.add_argument("--rate", type=float, default=1000.0, help="e2e: messages/s of each of the 3 sim venues")

@@ -1,6 +1,6 @@
 """Subscriptions and fan-out (sans-I/O).
 
-The hub turns the engine's :class:`~crossbook.engine.Changes` into channel messages and queues
+The hub turns the engine's :class:`~crossbook.core.engine.Changes` into channel messages and queues
 them on each subscribed :class:`Session`'s outbox; the I/O layer only drains outboxes. Book
 channels are grouped by depth: each group keeps the view it last sent (top ``depth`` levels a
 side) and sends the difference, so a delta applied to the subscriber's book always gives exactly
@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from crossbook import protocol
-from crossbook.consolidated import BBO, Attribution
-from crossbook.engine import Changes, Engine, StatusChange
-from crossbook.exact import ZERO, text
-from crossbook.model import BookState, Trade
-from crossbook.protocol import Request, RequestError
+from crossbook.api import wire as protocol
+from crossbook.api.wire import Request, RequestError
+from crossbook.core.consolidated import BBO, Attribution
+from crossbook.core.engine import Changes, Engine, StatusChange
+from crossbook.core.exact import ZERO, text
+from crossbook.core.model import BookState, Trade
 
 DEFAULT_DEPTH = 20
 ABUSE_SECONDS = 5
@@ -28,7 +28,7 @@ ABUSE_SECONDS = 5
 
 View = dict[Decimal, int | Decimal]
 """price -> what tells that a level changed: a consolidated level's version (see
-:class:`~crossbook.consolidated.AggLevel`), a venue level's size. Best first."""
+:class:`~crossbook.core.consolidated.AggLevel`), a venue level's size. Best first."""
 Change = tuple[Decimal, Decimal, Attribution | None]
 """(price, size, attribution; None for a venue book's level)"""
 
@@ -525,7 +525,7 @@ class Hub:
     def _statuses_changed(self, changes: Changes, live: bool, touched: set[Session], ts: int) -> None:
         """Send the status changes to ``live`` (before the book messages, which may add those
         venues), or the others (after them, as they may remove them). A batch holds a book's
-        ``live`` before any other state of it (:class:`~crossbook.engine.Batch`), so each book's
+        ``live`` before any other state of it (:class:`~crossbook.core.engine.Batch`), so each book's
         statuses keep their order."""
         if not self._status.subs:
             return

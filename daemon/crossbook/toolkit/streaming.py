@@ -1,4 +1,4 @@
-"""The toolkit's I/O half: runs a :class:`~crossbook.venue.VenueProtocol` as a connector.
+"""The toolkit's I/O half: runs a :class:`~crossbook.toolkit.venue.VenueProtocol` as a connector.
 
 It owns the WebSocket sessions (subscribe, protocol or application pings, idle timeout for
 silent stalls), the REST snapshot scheduler, reconnects forever with capped exponential backoff
@@ -27,12 +27,12 @@ from pydantic import Field
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
-from crossbook.connector import ConnectorConfig, Feed
-from crossbook.model import BookSnapshot, BookState, Event, Trade
-from crossbook.rest import SnapshotScheduler
-from crossbook.supervisor import HEALTHY_AFTER, backoff
-from crossbook.sync import Action, BookSync, FetchSnapshot, Resubscribe, SequenceRule
-from crossbook.venue import (
+from crossbook.core.model import BookSnapshot, BookState, Event, Trade
+from crossbook.service.supervisor import HEALTHY_AFTER, backoff
+from crossbook.toolkit.connector import ConnectorConfig, Feed
+from crossbook.toolkit.rest import SnapshotScheduler
+from crossbook.toolkit.sync import Action, BookSync, FetchSnapshot, Resubscribe, SequenceRule
+from crossbook.toolkit.venue import (
     BookUpdate,
     ConnectionState,
     Reconnect,
@@ -175,7 +175,7 @@ class StreamingConnector:
         (``idle_timeout``, ``snapshot_weight_per_minute``, ``rest_timeout``) taken from its config;
         each symbol's book sync uses ``rule`` and the protocol's snapshot source (``sync_options``:
         ``depth``, ``snapshot_limit``, ``checksum``, ``check_crossed`` of
-        :class:`~crossbook.sync.BookSync`)."""
+        :class:`~crossbook.toolkit.sync.BookSync`)."""
         source = protocol.snapshot_source
         return cls(
             venue,

@@ -17,12 +17,12 @@ from typing import Any
 
 import orjson
 
-from crossbook.book import L2Book
-from crossbook.exact import levels, text
+from crossbook.core.book import L2Book
+from crossbook.core.exact import levels, text
 
 Level = list[Any]
 """[price, total size, version, venue] of the floor's consolidated book (one venue quotes each
-level, as in :class:`~crossbook.consolidated.AggLevel` ``solo``)."""
+level, as in :class:`~crossbook.core.consolidated.AggLevel` ``solo``)."""
 Side = tuple[dict[Decimal, Level], list[Decimal]]
 """One side of the floor's consolidated book: its levels and their prices in ascending order."""
 

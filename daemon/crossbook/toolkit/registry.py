@@ -1,4 +1,4 @@
-"""The registry plugins fill with connectors (see :func:`crossbook.hookspecs.crossbook_add_connectors`)."""
+"""The registry plugins fill with connectors (see :func:`crossbook.toolkit.hookspecs.crossbook_add_connectors`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from crossbook.connector import ConnectorConfig, ConnectorFactory
+from crossbook.toolkit.connector import ConnectorConfig, ConnectorFactory
 
 CONNECTOR_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 

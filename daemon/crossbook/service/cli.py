@@ -12,10 +12,11 @@ from typing import Any
 
 import anyio
 
-from crossbook import __version__, compiled, logs
-from crossbook.config import Config, ConfigError, Venue, load
-from crossbook.plugins import PluginError, load_connectors
-from crossbook.registry import ConnectorRegistry, RegistryError
+from crossbook import __version__, compiled
+from crossbook.service import logs
+from crossbook.service.config import Config, ConfigError, Venue, load
+from crossbook.service.plugins import PluginError, load_connectors
+from crossbook.toolkit.registry import ConnectorRegistry, RegistryError
 
 BUILDS = {True: "compiled", False: "pure Python"}
 GC_YOUNG_THRESHOLD = 10_000
@@ -111,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "check-config":
         print(f"{config.source}: OK ({len(venues)} venues)")
         return 0
-    from crossbook.app import Daemon
+    from crossbook.service.app import Daemon
 
     tune_gc()
     try:

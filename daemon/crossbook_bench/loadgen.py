@@ -37,7 +37,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from crossbook.model import Level
+from crossbook.core.model import Level
 from crossbook.testing.captures import read_hftbacktest
 from crossbook.testing.fakevenue import FakeConnection, FakeVenue
 
@@ -46,7 +46,7 @@ SYMBOL = "BTC-USDT"
 VENUE_SYMBOL = "BTCUSDT"
 SNAPSHOT_LIMIT = 5000
 """The benchmarks' Binance ``snapshot_limit``: above the recorded snapshot's 1,000 levels a side, so
-the daemon takes that snapshot as the whole book, as cryptofeed and ``crossbook.floor`` do, and
+the daemon takes that snapshot as the whole book, as cryptofeed and ``crossbook_bench.floor`` do, and
 never asks for another (the recording has one). A replay runs many times faster than the venue
 did, so a REST round trip covers seconds of its market: with the default limit, a rebase would
 often come too late and resync, and a resync flatters throughput (updates buffered meanwhile go

@@ -20,9 +20,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from crossbook.book import L2Book
-from crossbook.consolidated import ConsolidatedBook
-from crossbook.model import BookDelta, BookSnapshot, BookState, Event, Level, Trade, VenueStatus
+from crossbook.core.book import L2Book
+from crossbook.core.consolidated import ConsolidatedBook
+from crossbook.core.model import BookDelta, BookSnapshot, BookState, Event, Level, Trade, VenueStatus
 
 
 @dataclass(slots=True)

@@ -4,7 +4,7 @@ websockets' types stay in this module. Each connection has a reader (frames to t
 writer task. When the hub has queued frames, :meth:`ApiServer.wake` has them written as soon as
 the current callback ends, to every socket that accepts data: no task switch per client, and
 what several venue frames read together changed (one message per channel, see
-:class:`~crossbook.engine.Batch`) goes out in one write per client. Only a client
+:class:`~crossbook.core.engine.Batch`) goes out in one write per client. Only a client
 whose socket is full, or that fell behind, is left to its writer task, which waits for the
 socket to drain. Handshakes are checked before the upgrade (origin, bearer token, connection
 limits); slow clients are conflated by the hub and closed with 1013 here if they stay behind.
@@ -40,11 +40,11 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import OPEN
 
-from crossbook.config import ServerConfig, read_tokens
-from crossbook.engine import Engine
-from crossbook.hub import Hub, Limits, Session
-from crossbook.metrics import Metrics
-from crossbook.protocol import text_frame_header
+from crossbook.api.hub import Hub, Limits, Session
+from crossbook.api.wire import text_frame_header
+from crossbook.core.engine import Engine
+from crossbook.service.config import ServerConfig, read_tokens
+from crossbook.service.metrics import Metrics
 
 log = logging.getLogger("crossbook.server")
 STREAM_PATH = "/v1/stream"
