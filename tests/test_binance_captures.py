@@ -13,7 +13,8 @@ from captures import capture
 from crossbook.core.model import BookDelta, Level
 from crossbook.testing.captures import Record, read_cryptofeed, read_hftbacktest
 from crossbook.testing.replay import Replay
-from crossbook.toolkit.sync import BookSync, FirstLastIds, PrevLinked
+from crossbook.toolkit.sequence import FirstLastIds, PrevLinked
+from crossbook.toolkit.sync import BookSync
 from crossbook.toolkit.venue import BookUpdate, SnapshotSource
 from crossbook_binance.protocol import BinanceProtocol
 

@@ -12,11 +12,11 @@ import orjson
 import pytest
 
 from crossbook.core.model import BookSnapshot, BookState, Trade, VenueStatus
-from crossbook.service.supervisor import BACKOFF_BASE
 from crossbook.testing.conformance import Subject, rig, run_conformance
 from crossbook.testing.fakevenue import FakeVenue
 from crossbook.testing.feed import EngineFeed
 from crossbook.toolkit import streaming
+from crossbook.toolkit.retry import BACKOFF_BASE
 from crossbook.toolkit.streaming import StreamingConnector
 from crossbook.toolkit.sync import BookSync
 from crossbook.toolkit.venue import BookUpdate, Stream

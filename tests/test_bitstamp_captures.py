@@ -17,7 +17,8 @@ from captures import capture
 from crossbook.core.model import BookDelta, BookSnapshot, Side, Trade
 from crossbook.testing.captures import read_cryptofeed
 from crossbook.testing.replay import Replay
-from crossbook.toolkit.sync import AfterTimestamp, BookSync, Verdict
+from crossbook.toolkit.sequence import AfterTimestamp, Verdict
+from crossbook.toolkit.sync import BookSync
 from crossbook.toolkit.venue import BookUpdate, SnapshotSource
 from crossbook_bitstamp.protocol import BitstampProtocol
 

@@ -9,7 +9,8 @@ from captures import capture
 from crossbook.core.model import BookDelta, BookSnapshot
 from crossbook.testing.captures import read_cryptofeed
 from crossbook.testing.replay import Replay
-from crossbook.toolkit.sync import BookSync, Consecutive
+from crossbook.toolkit.sequence import Consecutive
+from crossbook.toolkit.sync import BookSync
 from crossbook.toolkit.venue import BookUpdate, SnapshotSource
 from crossbook_bybit.protocol import BybitProtocol
 

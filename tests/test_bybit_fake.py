@@ -37,7 +37,8 @@ def test_category_sets_the_default_url() -> None:
 def test_a_later_snapshot_and_u_1_reset_the_book() -> None:
     from crossbook.core.model import BookSnapshot
     from crossbook.testing.replay import Replay
-    from crossbook.toolkit.sync import BookSync, Consecutive
+    from crossbook.toolkit.sequence import Consecutive
+    from crossbook.toolkit.sync import BookSync
     from crossbook.toolkit.venue import SnapshotSource
     from crossbook_bybit.protocol import BybitProtocol
 

@@ -24,7 +24,8 @@ from crossbook.core.exact import parse as dec
 from crossbook.core.model import BookDelta, BookSnapshot, BookState, Level, Trade
 from crossbook.testing.captures import Record, read_cryptofeed, read_legacy
 from crossbook.testing.replay import Replay
-from crossbook.toolkit.sync import Action, BookSync, Unsequenced
+from crossbook.toolkit.sequence import Unsequenced
+from crossbook.toolkit.sync import Action, BookSync
 from crossbook.toolkit.venue import BookUpdate, Resync, SnapshotSource
 from crossbook_coinbase.protocol import CoinbaseProtocol
 

@@ -10,10 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crossbook.core.book import L2Book
+from crossbook.core.book import BookView
 from crossbook.core.engine import Changes, Engine, StatusChange
 from crossbook.core.model import BookDelta, BookSnapshot, BookState, Event, Level, Side, Trade, VenueStatus
-from crossbook.toolkit.sync import Action, BookSync, Unsequenced
+from crossbook.toolkit.sequence import Unsequenced
+from crossbook.toolkit.sync import Action, BookSync
 from crossbook.toolkit.venue import BookUpdate, SnapshotSource
 
 D = Decimal
@@ -133,7 +134,7 @@ def test_a_lent_book_is_kept_once_and_a_failed_delta_leaves_nothing_behind(engin
     """A sync lends its book with its snapshot: the engine applies no delta to it again, and when
     a delta the sync applied fails its checksum, the venue still leaves consolidation whole."""
 
-    def top_size(book: L2Book) -> int:
+    def top_size(book: BookView) -> int:
         best = book.best_bid()
         return int(best[1]) if best else 0
 

@@ -16,9 +16,10 @@ from crossbook.api.hub import Hub, Limits
 from crossbook.core.engine import Engine
 from crossbook.core.model import BookSnapshot
 from crossbook.testing.replay import Replay
-from crossbook.toolkit.streaming import PARSE_ERRORS, StreamingConnector
-from crossbook.toolkit.sync import BookSync, FirstLastIds, PrevLinked
-from crossbook.toolkit.venue import SnapshotSource
+from crossbook.toolkit.sequence import FirstLastIds, PrevLinked
+from crossbook.toolkit.streaming import StreamingConnector
+from crossbook.toolkit.sync import BookSync
+from crossbook.toolkit.venue import PARSE_ERRORS, SnapshotSource
 from crossbook_binance.protocol import BinanceProtocol
 
 json_values = st.recursive(

@@ -13,7 +13,8 @@ import pytest
 from captures import capture
 from crossbook.testing.captures import read_cryptofeed, read_depthcharge
 from crossbook.testing.replay import Replay
-from crossbook.toolkit.sync import BookSync, Unsequenced
+from crossbook.toolkit.sequence import Unsequenced
+from crossbook.toolkit.sync import BookSync
 from crossbook.toolkit.venue import SnapshotSource
 from crossbook_kraken.protocol import KrakenProtocol, KrakenV1Protocol, checksum
 

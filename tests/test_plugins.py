@@ -22,7 +22,7 @@ from crossbook.service.plugins import PluginError, collect_connectors, load_conn
 from crossbook.toolkit import hookspecs
 from crossbook.toolkit.connector import ConnectorConfig, Feed
 from crossbook.toolkit.registry import ConnectorRegistry, RegistryError
-from crossbook.toolkit.sync import AfterTimestamp, Consecutive, FirstLastIds, PrevLinked, SequenceRule, Unsequenced
+from crossbook.toolkit.sequence import AfterTimestamp, Consecutive, FirstLastIds, PrevLinked, SequenceRule, Unsequenced
 from crossbook.toolkit.venue import RestSnapshots, VenueProtocol
 
 ROOT = Path(__file__).parents[1]

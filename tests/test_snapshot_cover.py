@@ -11,7 +11,8 @@ import pytest
 
 from crossbook.core.model import BookDelta, BookSnapshot, BookState, Event, Level, VenueStatus
 from crossbook.toolkit import sync as sync_module
-from crossbook.toolkit.sync import Action, BookSync, FetchSnapshot, FirstLastIds
+from crossbook.toolkit.sequence import FirstLastIds
+from crossbook.toolkit.sync import Action, BookSync, FetchSnapshot
 from crossbook.toolkit.venue import BookUpdate, SnapshotSource
 
 

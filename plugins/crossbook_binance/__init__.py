@@ -6,10 +6,15 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from crossbook.toolkit.hookspecs import hookimpl
-from crossbook.toolkit.registry import ConnectorRegistry
-from crossbook.toolkit.streaming import StreamingConfig, StreamingConnector
-from crossbook.toolkit.sync import FirstLastIds, PrevLinked, SequenceRule
+from crossbook.plugin import (
+    ConnectorRegistry,
+    FirstLastIds,
+    PrevLinked,
+    SequenceRule,
+    StreamingConfig,
+    StreamingConnector,
+    hookimpl,
+)
 from crossbook_binance.protocol import FUTURES_LIMITS, BinanceProtocol
 
 MAX_CONNECTION_AGE = 23.5 * 3600

@@ -7,9 +7,8 @@ import time
 
 import orjson
 
-from crossbook.core.model import Level
-from crossbook.testing.fakevenue import FakeConnection, levels_text
-from crossbook.testing.market import FakeMarket
+from crossbook.plugin import Level
+from crossbook.testing import FakeConnection, FakeMarket, levels_text
 from crossbook_binance.protocol import venue_symbol
 
 

@@ -14,20 +14,21 @@ from collections.abc import Sequence
 
 import orjson
 
-from crossbook.core.exact import levels
-from crossbook.core.exact import parse as dec
-from crossbook.core.model import Side, Trade
-from crossbook.toolkit.venue import (
+from crossbook.plugin import (
     HEARD,
     BookUpdate,
     ConnectionState,
     HttpRequest,
     Output,
     Reconnect,
+    Side,
     SnapshotSource,
     Stream,
+    Trade,
+    levels,
     seq_id,
 )
+from crossbook.plugin import parse as dec
 
 SPOT_WEIGHTS = ((100, 5), (500, 25), (1000, 50), (5000, 250))
 FUTURES_WEIGHTS = ((50, 2), (100, 5), (500, 10), (1000, 20))

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from crossbook.toolkit.hookspecs import hookimpl
-from crossbook.toolkit.registry import ConnectorRegistry
-from crossbook.toolkit.streaming import StreamingConfig, StreamingConnector
-from crossbook.toolkit.sync import AfterTimestamp
+from crossbook.plugin import AfterTimestamp, ConnectorRegistry, StreamingConfig, StreamingConnector, hookimpl
 from crossbook_bitstamp.protocol import BitstampProtocol
 
 

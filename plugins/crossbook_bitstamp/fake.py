@@ -8,9 +8,8 @@ import time
 
 import orjson
 
-from crossbook.core.model import Level
-from crossbook.testing.fakevenue import FakeConnection, levels_text
-from crossbook.testing.market import FakeMarket
+from crossbook.plugin import Level
+from crossbook.testing import FakeConnection, FakeMarket, levels_text
 from crossbook_bitstamp.protocol import BOOK_CHANNEL, TRADE_CHANNEL, venue_symbol
 
 ORDER_BOOK_PATH = re.compile(r"/api/v2/order_book/([a-z0-9]+)/?")

@@ -22,12 +22,9 @@ from typing import Any
 
 import orjson
 
-from crossbook.core.exact import levels
-from crossbook.core.exact import parse as dec
-from crossbook.core.model import Side, Trade
-from crossbook.toolkit.streaming import PARSE_ERRORS
-from crossbook.toolkit.venue import (
+from crossbook.plugin import (
     HEARD,
+    PARSE_ERRORS,
     BookUpdate,
     ConnectionState,
     HttpRequest,
@@ -35,9 +32,13 @@ from crossbook.toolkit.venue import (
     Reconnect,
     Rejected,
     Resync,
+    Side,
     SnapshotSource,
     Stream,
+    Trade,
+    levels,
 )
+from crossbook.plugin import parse as dec
 
 BOOK_CHANNEL = "diff_order_book"
 TRADE_CHANNEL = "live_trades"

@@ -7,10 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from crossbook.toolkit.hookspecs import hookimpl
-from crossbook.toolkit.registry import ConnectorRegistry
-from crossbook.toolkit.streaming import StreamingConfig, StreamingConnector
-from crossbook.toolkit.sync import Consecutive
+from crossbook.plugin import ConnectorRegistry, Consecutive, StreamingConfig, StreamingConnector, hookimpl
 from crossbook_bybit.protocol import URLS, BybitProtocol
 
 

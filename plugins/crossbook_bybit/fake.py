@@ -8,9 +8,8 @@ from typing import Any
 
 import orjson
 
-from crossbook.core.model import Level
-from crossbook.testing.fakevenue import FakeConnection
-from crossbook.testing.market import FakeMarket
+from crossbook.plugin import Level
+from crossbook.testing import FakeConnection, FakeMarket
 from crossbook_bybit.protocol import venue_symbol
 
 

@@ -12,10 +12,20 @@ from collections.abc import Sequence
 
 import orjson
 
-from crossbook.core.exact import levels
-from crossbook.core.exact import parse as dec
-from crossbook.core.model import Side, Trade
-from crossbook.toolkit.venue import HEARD, BookUpdate, ConnectionState, Output, Rejected, SnapshotSource, Stream, seq_id
+from crossbook.plugin import (
+    HEARD,
+    BookUpdate,
+    ConnectionState,
+    Output,
+    Rejected,
+    Side,
+    SnapshotSource,
+    Stream,
+    Trade,
+    levels,
+    seq_id,
+)
+from crossbook.plugin import parse as dec
 
 URLS = {
     "spot": "wss://stream.bybit.com/v5/public/spot",

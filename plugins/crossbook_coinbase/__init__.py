@@ -6,10 +6,7 @@ import logging
 
 from pydantic import Field, SecretStr
 
-from crossbook.toolkit.hookspecs import hookimpl
-from crossbook.toolkit.registry import ConnectorRegistry
-from crossbook.toolkit.streaming import StreamingConfig, StreamingConnector
-from crossbook.toolkit.sync import Unsequenced
+from crossbook.plugin import ConnectorRegistry, StreamingConfig, StreamingConnector, Unsequenced, hookimpl
 from crossbook_coinbase.protocol import CoinbaseProtocol
 
 

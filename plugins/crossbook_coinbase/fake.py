@@ -9,9 +9,8 @@ from decimal import Decimal
 
 import orjson
 
-from crossbook.core.model import Level
-from crossbook.testing.fakevenue import FakeConnection
-from crossbook.testing.market import FakeMarket
+from crossbook.plugin import Level
+from crossbook.testing import FakeConnection, FakeMarket
 
 Updates = list[dict[str, str]]
 

@@ -27,19 +27,21 @@ from typing import Any
 
 import orjson
 
-from crossbook.core.exact import parse as dec
-from crossbook.core.model import Level, Side, Trade
-from crossbook.toolkit.venue import (
+from crossbook.plugin import (
     HEARD,
     BookUpdate,
     ConnectionState,
+    Level,
     Output,
     Rejected,
     Resync,
+    Side,
     SnapshotSource,
     Stream,
+    Trade,
     seq_id,
 )
+from crossbook.plugin import parse as dec
 
 SEQUENCE_KEY = "sequence_num"
 """Where a connection's last ``sequence_num`` is kept in its :class:`ConnectionState`."""

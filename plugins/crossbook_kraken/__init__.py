@@ -6,10 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from crossbook.toolkit.hookspecs import hookimpl
-from crossbook.toolkit.registry import ConnectorRegistry
-from crossbook.toolkit.streaming import StreamingConfig, StreamingConnector
-from crossbook.toolkit.sync import Unsequenced
+from crossbook.plugin import ConnectorRegistry, StreamingConfig, StreamingConnector, Unsequenced, hookimpl
 from crossbook_kraken.protocol import KrakenProtocol, checksum
 
 

@@ -10,10 +10,8 @@ from typing import Any
 
 import orjson
 
-from crossbook.core.book import L2Book
-from crossbook.core.model import Level
-from crossbook.testing.fakevenue import FakeConnection
-from crossbook.testing.market import FakeMarket
+from crossbook.plugin import Level
+from crossbook.testing import FakeConnection, FakeMarket, L2Book
 from crossbook_kraken.protocol import DEPTHS, checksum, venue_symbol
 
 CHECKSUM = re.compile(r'"checksum":(\d+)')

@@ -18,11 +18,24 @@ from typing import Any
 import msgspec
 import orjson
 
-from crossbook.core.book import L2Book
-from crossbook.core.exact import BadNumber, json_number, levels
-from crossbook.core.exact import parse as dec
-from crossbook.core.model import Level, Side, Trade
-from crossbook.toolkit.venue import HEARD, BookUpdate, ConnectionState, Output, Rejected, SnapshotSource, Stream, seq_id
+from crossbook.plugin import (
+    HEARD,
+    BadNumber,
+    BookUpdate,
+    BookView,
+    ConnectionState,
+    Level,
+    Output,
+    Rejected,
+    Side,
+    SnapshotSource,
+    Stream,
+    Trade,
+    json_number,
+    levels,
+    seq_id,
+)
+from crossbook.plugin import parse as dec
 
 DEPTHS = (10, 25, 100, 500, 1000)
 
@@ -58,7 +71,7 @@ def _text(value: Decimal) -> str:
     return text
 
 
-def checksum(book: L2Book) -> int:
+def checksum(book: BookView) -> int:
     """Kraken's CRC32 of the top 10 asks (lowest first) then the top 10 bids (highest first)."""
     parts = [_text(p) + _text(q) for p, q in book.top_asks(10)]
     parts += [_text(p) + _text(q) for p, q in book.top_bids(10)]

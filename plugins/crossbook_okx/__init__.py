@@ -7,9 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from crossbook.toolkit.hookspecs import hookimpl
-from crossbook.toolkit.registry import ConnectorRegistry
-from crossbook.toolkit.streaming import StreamingConfig, StreamingConnector
+from crossbook.plugin import ConnectorRegistry, StreamingConfig, StreamingConnector, hookimpl
 from crossbook_okx.protocol import OkxProtocol, SeqIdsOrChecksum, checksum
 
 

@@ -15,22 +15,24 @@ from typing import Any
 
 import orjson
 
-from crossbook.core.book import L2Book
-from crossbook.core.exact import levels
-from crossbook.core.exact import parse as dec
-from crossbook.core.model import Side, Trade
-from crossbook.toolkit.sync import PrevLinked, Verdict
-from crossbook.toolkit.venue import (
+from crossbook.plugin import (
     HEARD,
     BookUpdate,
+    BookView,
     ConnectionState,
     HttpRequest,
     Output,
+    PrevLinked,
     Rejected,
+    Side,
     SnapshotSource,
     Stream,
+    Trade,
+    Verdict,
+    levels,
     seq_id,
 )
+from crossbook.plugin import parse as dec
 
 DATED = re.compile(r"^\d{6}$")
 
@@ -47,7 +49,7 @@ def venue_symbol(symbol: str) -> str:
     raise ValueError(f"{symbol!r} has no OKX name")
 
 
-def checksum(book: L2Book) -> int:
+def checksum(book: BookView) -> int:
     """OKX's signed CRC32 of the top 25 bids and asks interleaved ``bid:size:ask:size:...``."""
     bids, asks = book.top_bids(25), book.top_asks(25)
     parts: list[str] = []

@@ -5,8 +5,7 @@ Registered through the ``crossbook`` entry point exactly as a third-party plugin
 
 from __future__ import annotations
 
-from crossbook.toolkit.hookspecs import hookimpl
-from crossbook.toolkit.registry import ConnectorRegistry
+from crossbook.plugin import ConnectorRegistry, hookimpl
 from crossbook_sim.connector import SimConfig, SimConnector
 
 

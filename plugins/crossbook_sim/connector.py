@@ -8,8 +8,7 @@ from decimal import Decimal
 import anyio
 from pydantic import Field, field_validator
 
-from crossbook.core.model import BookState, VenueStatus
-from crossbook.toolkit.connector import ConnectorConfig, Feed
+from crossbook.plugin import BookState, ConnectorConfig, Feed, VenueStatus
 from crossbook_sim.market import SimBook, shared_mid, stable_hash
 
 MAX_BATCH = 2000

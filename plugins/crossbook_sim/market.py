@@ -13,7 +13,7 @@ import random
 import zlib
 from decimal import Decimal
 
-from crossbook.core.model import BookDelta, BookSnapshot, Level, Side, Trade
+from crossbook.plugin import BookDelta, BookSnapshot, Level, Side, Trade
 
 BASE_PRICES = {"BTC": 65000.0, "ETH": 3200.0, "SOL": 150.0}
 STEP_NS = 100_000_000

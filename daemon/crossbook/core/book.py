@@ -1,13 +1,47 @@
-"""A venue's L2 order book for one symbol (sans-I/O)."""
+"""A venue's L2 order book for one symbol (sans-I/O), and the read-only view others get of it."""
 
 from __future__ import annotations
 
 from bisect import bisect_left, insort
 from collections.abc import Iterable
 from decimal import Decimal
+from typing import Protocol
 
 from crossbook.core.exact import ZERO
-from crossbook.core.model import Level
+
+Level = tuple[Decimal, Decimal]
+"""(price, size); a size of zero in a delta removes the level."""
+
+
+class BookView(Protocol):
+    """What a reader of a book may do: read it, never change it. A connector's book sync lends
+    its live book to the engine as one of these (:attr:`crossbook.core.model.BookSnapshot.book`),
+    and a checksum reads the book through one."""
+
+    def top_bids(self, n: int) -> list[Level]:
+        """The best ``n`` bids, best first."""
+
+    def top_asks(self, n: int) -> list[Level]:
+        """The best ``n`` asks, best first."""
+
+    def bids(self) -> list[Level]: ...
+
+    def asks(self) -> list[Level]: ...
+
+    def bid_size(self, price: Decimal) -> Decimal | None: ...
+
+    def ask_size(self, price: Decimal) -> Decimal | None: ...
+
+    def best_bid(self) -> Level | None: ...
+
+    def best_ask(self) -> Level | None: ...
+
+    def depths(self) -> tuple[int, int]:
+        """Levels on each side: (bids, asks)."""
+
+    def crossed(self) -> bool: ...
+
+    def __len__(self) -> int: ...
 
 
 class L2Book:

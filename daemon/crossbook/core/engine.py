@@ -17,104 +17,24 @@ that remove it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from decimal import Decimal
 
-from crossbook.core.book import L2Book
+from crossbook.core.book import BookView, L2Book
+from crossbook.core.changes import Changes, StatusChange
 from crossbook.core.consolidated import ConsolidatedBook
-from crossbook.core.model import BookDelta, BookSnapshot, BookState, Event, Level, Trade, VenueStatus
+from crossbook.core.model import BookDelta, BookSnapshot, BookState, Event, Trade, VenueStatus
 
-
-@dataclass(slots=True)
-class StatusChange:
-    venue: str
-    symbol: str
-    state: BookState
-    reason: str | None
-    ts: int
-
-
-@dataclass(slots=True)
-class Changes:
-    """What one ingest or tick changed. ``books`` holds (symbol, venue) for venue books and
-    (symbol, None) for consolidated books."""
-
-    books: set[tuple[str, str | None]] = field(default_factory=set)
-    trades: list[tuple[str, Trade]] = field(default_factory=list)
-    statuses: list[StatusChange] = field(default_factory=list)
-    book_updates: list[str] = field(default_factory=list)
-    """Symbols of book events applied (one entry per event), for metrics."""
-    skipped: list[str] = field(default_factory=list)
-    """Why events were skipped (unknown symbol, delta before snapshot); counted and logged."""
-    deltas: dict[tuple[str, str | None], list[tuple[list[Level], list[Level]]]] = field(default_factory=dict)
-    """For a book changed by deltas only: the (bids, asks) they set, so a view of the top levels
-    can tell (:meth:`reach`) that it is untouched. A book in ``books`` without an entry here may
-    have changed anywhere."""
-    since: dict[tuple[str, str | None], int] = field(default_factory=dict)
-    """For a book that an ingest merged in (:meth:`merge`) changed earlier than the time these
-    changes are stamped with, or first: the earliest receive time of a message that changed it, so
-    each channel's update is stamped with its own book's earliest message."""
-
-    def whole(self, key: tuple[str, str | None]) -> None:
-        """The book ``key`` may have changed anywhere (snapshot, venue in or out)."""
-        self.books.add(key)
-        self.deltas.pop(key, None)
-
-    def delta(self, key: tuple[str, str | None], bids: list[Level], asks: list[Level]) -> None:
-        """The book ``key`` changed at these levels only."""
-        deltas = self.deltas.get(key)
-        if deltas is None:
-            if key in self.books:
-                return  # already changed anywhere
-            self.books.add(key)
-            self.deltas[key] = [(bids, asks)]
-        else:
-            deltas.append((bids, asks))
-
-    def merge(self, later: Changes, later_ns: int, own_ns: int) -> None:
-        """Add what a later ingest, of a message received at ``later_ns``, changed, so that messages
-        read together go out as one update per channel (``own_ns``: the receive time these changes
-        are stamped with where ``since`` says nothing). ``book_updates`` and ``skipped`` are not
-        merged: they are counted as they come."""
-        since = self.since
-        for key in later.books:
-            if key not in self.books or later_ns < since.get(key, own_ns):
-                since[key] = later_ns
-            deltas = later.deltas.get(key)
-            if deltas is None:
-                self.whole(key)
-            else:
-                for bids, asks in deltas:
-                    self.delta(key, bids, asks)
-        self.trades += later.trades
-        self.statuses += later.statuses
-
-    def reach(self, key: tuple[str, str | None]) -> tuple[Decimal | None, Decimal | None] | None:
-        """(highest bid price, lowest ask price) the deltas to ``key`` set, or None if the book may
-        have changed anywhere. Worked out only for a book someone watches."""
-        deltas = self.deltas.get(key)
-        if deltas is None:
-            return None
-        high = low = None
-        for bids, asks in deltas:
-            if bids:
-                top = max(bids)[0]  # levels compare by price first: no generator needed
-                if high is None or top > high:
-                    high = top
-            if asks:
-                bottom = min(asks)[0]
-                if low is None or bottom < low:
-                    low = bottom
-        return high, low
+__all__ = ["Batch", "Changes", "Engine", "StatusChange", "VenueBook"]
 
 
 class VenueBook:
-    __slots__ = ("book", "shared", "state", "synced")
+    __slots__ = ("book", "own", "state", "synced")
 
     def __init__(self) -> None:
-        self.book = L2Book()
-        self.shared = False
-        """``book`` is the connector's (lent by its snapshot): it applies the deltas, not us."""
+        self.own: L2Book | None = L2Book()
+        """The engine's copy of the book, which it applies deltas to; ``None`` while it reads the
+        connector's live book instead (lent by its snapshot as a view)."""
+        self.book: BookView = self.own
+        """What readers read: ``own``, or the connector's book."""
         self.synced = BookState.CONNECTING
         """What the connector last said."""
         self.state = BookState.CONNECTING
@@ -199,7 +119,7 @@ class Engine:
     def symbols(self) -> list[str]:
         return sorted(self.consolidated)
 
-    def book(self, symbol: str, venue: str) -> L2Book:
+    def book(self, symbol: str, venue: str) -> BookView:
         return self.books[(symbol, venue)].book
 
     def state(self, symbol: str, venue: str) -> BookState:
@@ -228,8 +148,8 @@ class Engine:
                 elif vb.synced is not BookState.LIVE:
                     changes.skipped.append(f"delta for {event.symbol} before its snapshot")
                 else:
-                    if not vb.shared:
-                        vb.book.apply(event.bids, event.asks)
+                    if vb.own is not None:
+                        vb.own.apply(event.bids, event.asks)
                     changes.delta((event.symbol, venue), event.bids, event.asks)
                     changes.book_updates.append(event.symbol)
                     if vb.state is BookState.LIVE and (watched is None or event.symbol in watched):
@@ -251,11 +171,10 @@ class Engine:
                 if in_consolidation:
                     self._leave(event.symbol, venue, vb, changes)
                 if event.book is None:
-                    vb.book = L2Book()
-                    vb.book.replace(event.bids, event.asks)
+                    vb.book = vb.own = L2Book()
+                    vb.own.replace(event.bids, event.asks)
                 else:
-                    vb.book = event.book
-                vb.shared = event.book is not None
+                    vb.book, vb.own = event.book, None
                 changes.whole((event.symbol, venue))
                 changes.book_updates.append(event.symbol)
                 if in_consolidation:
@@ -275,10 +194,9 @@ class Engine:
                         changes = self._entering(symbol, venue, changes, event.recv_ns)
                     vb.synced = event.state
                     self._settle(symbol, venue, vb, event.reason, event.recv_ns, changes)
-                    if event.state is not BookState.LIVE and (vb.shared or vb.book):
+                    if event.state is not BookState.LIVE and (vb.own is None or vb.own):
                         changes.whole((symbol, venue))  # a lent book may be emptied already
-                        vb.book = L2Book()  # and is its connector's again
-                        vb.shared = False
+                        vb.book = vb.own = L2Book()  # and is its connector's again
         return changes
 
     def touch(self, venue: str, now_ns: int) -> Changes:

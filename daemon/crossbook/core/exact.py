@@ -29,11 +29,10 @@ class BadNumber(ValueError):
 
 PARSED_CACHE_SIZE = 65536
 """Texts remembered by :func:`parse`: a venue repeats its prices and many sizes (four texts in
-five of a Binance BTCUSDT stream), so most texts are one dict lookup away (~25 ns instead of
+five of a busy market's depth stream), so most texts are one dict lookup away (~25 ns instead of
 ~1 µs), and equal levels share one immutable object, which books then find by identity. The
 cache is cleared when full, and an equal price parsed afresh is another object, so this is large
-(one hour of BTCUSDT diffs has 47,000 distinct texts; 65,536 entries take ~13 MB): 16,384 cost
-3.4% more instructions in the ``stages`` benchmark."""
+(an hour of one busy market's diffs has ~47,000 distinct texts; 65,536 entries take ~13 MB)."""
 PLAIN_MAX = 25
 """Texts this short made of ASCII digits and at most one dot are within every limit below, so
 they skip the full check: 25 digits at most, exponents between -24 and 24."""
@@ -149,6 +148,6 @@ lookup: no Python call on a hit)."""
 def clear_caches() -> None:
     """Forget the texts parsed and the values formatted, as a fresh daemon starts: a benchmark
     passing over one capture again would otherwise find every one of them. A connector's own
-    memo (Kraken's checksum texts, by the identity of a ``Decimal``) is its own: it only misses."""
+    memo is its own to clear."""
     _parsed.clear()
     _texts.clear()

@@ -11,16 +11,13 @@ import enum
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from crossbook.core.book import L2Book
+from crossbook.core.book import BookView, Level
 
 SYMBOL_RE = re.compile(r"^[A-Z0-9]+-[A-Z0-9]+(-[A-Z0-9]+)*$")
 """``BASE-QUOTE`` upper case (``BTC-USDT``); derivatives add a suffix (``BTC-USDT-PERP``)."""
 
-Level = tuple[Decimal, Decimal]
-"""(price, size); a size of zero in a delta removes the level."""
+__all__ = ["SYMBOL_RE", "BookDelta", "BookSnapshot", "BookState", "Event", "Level", "Side", "Trade", "VenueStatus"]
 
 
 class BookState(enum.Enum):
@@ -46,10 +43,10 @@ class Side(enum.Enum):
 class BookSnapshot:
     """The venue's whole book (as deep as it gives it) for one symbol; replaces what was there.
 
-    ``book``, when given, is the connector's own live book holding exactly these levels: the
-    daemon then reads that object instead of keeping a copy, so the connector must apply each
-    later :class:`BookDelta` to it before publishing the delta, and must not touch it otherwise
-    until it publishes a status that takes the book out of ``live`` (or a new snapshot).
+    ``book``, when given, is a read-only view of the connector's own live book holding exactly
+    these levels: the daemon reads it instead of keeping a copy. The connector applies each later
+    :class:`BookDelta` to its book before publishing the delta, and changes it otherwise only
+    after publishing a status that takes the book out of ``live`` (or a new snapshot).
     """
 
     symbol: str
@@ -57,7 +54,7 @@ class BookSnapshot:
     asks: list[Level]
     recv_ns: int
     venue_ns: int | None = None
-    book: L2Book | None = field(default=None, compare=False, repr=False)
+    book: BookView | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(slots=True)

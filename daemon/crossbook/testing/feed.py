@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 import anyio
 
-from crossbook.core.book import L2Book
+from crossbook.core.book import BookView
 from crossbook.core.engine import Engine
 from crossbook.core.model import BookState, Event, VenueStatus
 
@@ -50,7 +50,7 @@ class EngineFeed:
         while not condition():
             await self._changed.wait()
 
-    def book(self, symbol: str) -> L2Book:
+    def book(self, symbol: str) -> BookView:
         return self.engine.book(symbol, self.venue)
 
     def state(self, symbol: str) -> BookState:

@@ -12,9 +12,16 @@ from collections.abc import Callable, Sequence
 from typing import cast
 
 from crossbook.core.model import BookState, Event, Trade, VenueStatus
-from crossbook.toolkit.streaming import PARSE_ERRORS
 from crossbook.toolkit.sync import Action, BookSync, FetchSnapshot, Resubscribe
-from crossbook.toolkit.venue import BookUpdate, ConnectionState, Output, RestSnapshots, Resync, VenueProtocol
+from crossbook.toolkit.venue import (
+    PARSE_ERRORS,
+    BookUpdate,
+    ConnectionState,
+    Output,
+    RestSnapshots,
+    Resync,
+    VenueProtocol,
+)
 
 
 class Replay:

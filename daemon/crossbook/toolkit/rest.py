@@ -18,7 +18,7 @@ from email.utils import parsedate_to_datetime
 import anyio
 import httpx
 
-from crossbook.service.supervisor import backoff
+from crossbook.toolkit.retry import backoff
 from crossbook.toolkit.venue import HttpRequest
 
 log = logging.getLogger("crossbook.rest")

@@ -28,11 +28,13 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
 from crossbook.core.model import BookSnapshot, BookState, Event, Trade
-from crossbook.service.supervisor import HEALTHY_AFTER, backoff
 from crossbook.toolkit.connector import ConnectorConfig, Feed
 from crossbook.toolkit.rest import SnapshotScheduler
-from crossbook.toolkit.sync import Action, BookSync, FetchSnapshot, Resubscribe, SequenceRule
+from crossbook.toolkit.retry import HEALTHY_AFTER, backoff
+from crossbook.toolkit.sequence import SequenceRule
+from crossbook.toolkit.sync import Action, BookSync, FetchSnapshot, Resubscribe
 from crossbook.toolkit.venue import (
+    PARSE_ERRORS,
     BookUpdate,
     ConnectionState,
     Reconnect,
@@ -57,9 +59,6 @@ reconnect's two connections overlap, a trade both deliver is published once (the
 by far fewer trades). A repeat on the same connection is not a duplicate (Kraken v1 trades have
 only a timestamp for an id, which a trade at the same instant shares)."""
 _session_numbers = itertools.count()
-PARSE_ERRORS = (ValueError, KeyError, TypeError, IndexError, AttributeError, ArithmeticError, RecursionError)
-"""What a parser raises on a frame it cannot read (malformed JSON, missing or mistyped fields, JSON
-nested deeper than the decoder recurses: stdlib json and msgspec raise ``RecursionError``)."""
 
 
 class StreamingConfig(ConnectorConfig):

@@ -12,105 +12,17 @@ the book to the engine (``BookSnapshot.book``), so a live book is kept once, not
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from crossbook.core.book import L2Book
+from crossbook.core.book import BookView, L2Book
 from crossbook.core.model import BookDelta, BookSnapshot, BookState, Event, Level, VenueStatus
-from crossbook.toolkit.interfaces import SequenceRule as SequenceRule
+from crossbook.toolkit.sequence import SequenceRule, Verdict
 from crossbook.toolkit.venue import BookUpdate, SnapshotSource
 
 MAX_BUFFER = 20_000
 """Updates buffered while waiting for a REST snapshot; more means the snapshot is hopeless."""
-
-
-class Verdict(enum.Enum):
-    APPLY = "apply"
-    DROP = "drop"
-    """Already covered by the book (older than the snapshot or the last update)."""
-    GAP = "gap"
-    """Something is missing between the book and this update."""
-
-
-class Unsequenced:
-    """No sequence ids (Kraken, whose checksum is the detector; Coinbase, sequenced per connection)."""
-
-    def first(self, snapshot_last: int | None, upd: BookUpdate) -> Verdict:
-        return Verdict.APPLY
-
-    def next(self, last: int | None, upd: BookUpdate) -> Verdict:
-        return Verdict.APPLY
-
-
-class AfterTimestamp:
-    """Ordered by a timestamp only (Bitstamp ``microtimestamp``): drop what the snapshot covers."""
-
-    def first(self, snapshot_last: int | None, upd: BookUpdate) -> Verdict:
-        if snapshot_last is not None and upd.last is not None and upd.last <= snapshot_last:
-            return Verdict.DROP
-        return Verdict.APPLY
-
-    def next(self, last: int | None, upd: BookUpdate) -> Verdict:
-        return Verdict.APPLY
-
-
-class FirstLastIds:
-    """Binance spot: ``U``/``u``; the first kept has ``U <= id+1 <= u``, then ``U == u_prev + 1``.
-
-    (Here and below, an id that is missing cannot prove continuity, so it counts as a gap.)
-    """
-
-    def first(self, snapshot_last: int | None, upd: BookUpdate) -> Verdict:
-        if snapshot_last is None or upd.first is None or upd.last is None:
-            return Verdict.GAP
-        if upd.last <= snapshot_last:
-            return Verdict.DROP
-        return Verdict.APPLY if upd.first <= snapshot_last + 1 <= upd.last else Verdict.GAP
-
-    def next(self, last: int | None, upd: BookUpdate) -> Verdict:
-        if last is None or upd.first is None or upd.last is None:
-            return Verdict.GAP
-        if upd.last <= last:
-            return Verdict.DROP
-        return Verdict.APPLY if upd.first == last + 1 else Verdict.GAP
-
-
-class PrevLinked:
-    """Chained by the previous id: Binance futures (``pu``) and OKX (``prevSeqId``).
-
-    Ids are not contiguous, so continuity is identity: the first update kept after a snapshot
-    spans it (``prev <= id < last``), every later one has ``prev`` equal to the last ``last``.
-    """
-
-    def first(self, snapshot_last: int | None, upd: BookUpdate) -> Verdict:
-        if snapshot_last is None or upd.last is None or upd.prev is None:
-            return Verdict.GAP
-        if upd.last <= snapshot_last:
-            return Verdict.DROP
-        return Verdict.APPLY if upd.prev <= snapshot_last else Verdict.GAP
-
-    def next(self, last: int | None, upd: BookUpdate) -> Verdict:
-        if upd.prev is not None and upd.prev == last:
-            return Verdict.APPLY
-        if last is not None and upd.last is not None and upd.last <= last:
-            return Verdict.DROP
-        return Verdict.GAP
-
-
-class Consecutive:
-    """Each update's id is the previous one plus 1 (Bybit ``u``)."""
-
-    def first(self, snapshot_last: int | None, upd: BookUpdate) -> Verdict:
-        return self.next(snapshot_last, upd)
-
-    def next(self, last: int | None, upd: BookUpdate) -> Verdict:
-        if last is None or upd.last is None:
-            return Verdict.GAP
-        if upd.last <= last:
-            return Verdict.DROP
-        return Verdict.APPLY if upd.last == last + 1 else Verdict.GAP
 
 
 @dataclass(slots=True)
@@ -129,7 +41,8 @@ class Resubscribe:
 
 
 Action = FetchSnapshot | Resubscribe
-Checksum = Callable[[L2Book], int]
+Checksum = Callable[[BookView], int]
+"""A venue's checksum of a book, to compare with the one its update carries."""
 
 
 class BookSync:

@@ -22,12 +22,11 @@ Per frame, :meth:`VenueProtocol.parse` returns outputs:
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from crossbook.core.model import Level, Trade
-from crossbook.toolkit.interfaces import RestSnapshots as RestSnapshots
-from crossbook.toolkit.interfaces import VenueProtocol as VenueProtocol
 
 
 class SnapshotSource(enum.Enum):
@@ -119,3 +118,43 @@ class ConnectionState:
 
     def __init__(self) -> None:
         self.values: dict[str, Any] = {}
+
+
+PARSE_ERRORS = (ValueError, KeyError, TypeError, IndexError, AttributeError, ArithmeticError, RecursionError)
+"""What a parser raises on a frame it cannot read (malformed JSON, missing or mistyped fields, JSON
+nested deeper than the decoder recurses: stdlib json and msgspec raise ``RecursionError``); the
+toolkit counts such a frame in ``crossbook_skipped_events_total`` and skips it."""
+
+
+class VenueProtocol(Protocol):
+    """A venue's wire protocol, sans I/O. One instance per configured venue."""
+
+    snapshot_source: SnapshotSource
+    ping_interval: float | None
+    """Seconds between WebSocket protocol pings (``None``: the venue pings us)."""
+    idle_timeout: float
+    """Seconds without any frame before the connection is declared stalled and replaced."""
+
+    def streams(self, symbols: Sequence[str]) -> list[Stream]:
+        """Split symbols over connections within the venue's per-connection limits."""
+
+    def parse(self, conn: ConnectionState, frame: str | bytes, recv_ns: int) -> list[Output]:
+        """Turn one received frame into outputs. Raise ``ValueError`` for a frame it cannot read."""
+
+    def resubscribe(self, symbols: Sequence[str]) -> list[str] | None:
+        """Frames that make the venue send these symbols' books afresh, or ``None`` to reconnect.
+        All the symbols one frame or one gap put out of sync come in one call: a venue that takes
+        several symbols a message needs few messages (Coinbase allows 8 a second)."""
+
+    def app_ping(self) -> str | None:
+        """An application-level ping frame to send every ``ping_interval`` (``None``: protocol ping)."""
+
+
+class RestSnapshots(Protocol):
+    """What a venue whose ``snapshot_source`` is ``REST`` implements too."""
+
+    def snapshot_request(self, symbol: str) -> HttpRequest:
+        """The REST request of ``symbol``'s snapshot."""
+
+    def parse_snapshot(self, symbol: str, body: bytes, recv_ns: int) -> BookUpdate:
+        """A REST snapshot body as an update with ``snapshot=True`` and ``last`` set."""
