@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crossbook.api.hub import Hub, Limits
+from crossbook.api.channels import Limits
+from crossbook.api.hub import Hub
 from crossbook.core.engine import Engine
 from crossbook.core.model import BookSnapshot
 from crossbook.testing.replay import Replay
@@ -62,7 +63,7 @@ def test_api_inbound_frames(batch: list[bytes]) -> None:
         assert sub.channel.subs[session] is sub
         assert sub.channel.name == name
     hub.close(session)
-    assert not hub.sessions
+    assert not hub.subscribers
 
 
 depth_msg = st.fixed_dictionaries(

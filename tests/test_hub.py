@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crossbook.api.hub import Hub, Session, fall_behind
+from crossbook.api.channels import Subscriber
+from crossbook.api.hub import Hub
 from crossbook.client import Mirror
 from crossbook.core.engine import Batch, Changes, Engine
 from crossbook.core.exact import text
@@ -50,7 +51,7 @@ class Client:
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        self.session: Session = hub.open()
+        self.session: Subscriber = hub.open()
         self.seq: dict[str, int] = {}
         self.depth: dict[str, int] = {}
         """Book channels subscribed, with their depth."""
@@ -746,8 +747,8 @@ def test_close_removes_the_session_from_channels() -> None:
     closing.subscribe([f"book.{Y}"])
     staying.subscribe([f"book.{X}"], depth=4)
     hub.close(closing.session)
-    assert closing.session not in hub.sessions
-    assert staying.session in hub.sessions
+    assert closing.session not in hub.subscribers
+    assert staying.session in hub.subscribers
     assert closing.session.subs == {}
     assert closing.session not in hub._status.subs
     assert set(hub._books) == {(X, None)}
@@ -760,7 +761,7 @@ def test_close_removes_the_session_from_channels() -> None:
     assert len(staying.drain()) == 1
     hub.close(closing.session)  # twice is harmless
     hub.close(staying.session)
-    assert hub.sessions == set()
+    assert hub.subscribers == set()
     assert hub._books == {}
 
 
@@ -815,7 +816,7 @@ class Told:
 
     changes: Changes
     ts: int
-    touched: set[Session]
+    touched: set[Subscriber]
     got: dict[int, dict[str, list[Msg]]]
     bbo_changed: bool
 
@@ -958,7 +959,7 @@ def test_a_subscribe_sends_the_status_snapshot_before_the_books() -> None:
 
 def test_a_venue_entering_is_live_before_its_levels_and_leaves_them_before_its_status() -> None:
     engine, hub = make()
-    told: list[Session] = []
+    told: list[Subscriber] = []
     batch = Batch(engine, lambda changes, ts: told.extend(hub.publish(changes, ts)))
     client = Client(hub)
     client.subscribe(["status", f"book.{X}", f"bbo.{X}", f"book.{X}.b"])
@@ -1055,7 +1056,7 @@ def test_channels_agree_with_status_whatever_the_order_of_events(
         if flush:
             batch.flush()
         if stall and slow.session.behind_since is None:
-            fall_behind(slow.session, now)
+            slow.session.fall_behind(now)
         elif not stall and slow.session.behind_since is not None:
             slow.session.drain()  # what was written before it fell behind
             hub.catch_up(slow.session, now)
@@ -1069,3 +1070,20 @@ def test_channels_agree_with_status_whatever_the_order_of_events(
     for c in (client, slow):
         c.drain()
         assert_books_match(engine, c)
+
+
+def test_a_trades_notice_is_never_dropped_by_falling_behind_again() -> None:
+    """The ``conflated`` notice of a trades channel carries how many trades were dropped: a
+    subscriber that falls behind again before it drained the notice still gets it, in order."""
+    engine, hub = make()
+    client = Client(hub)
+    client.subscribe([f"trades.{X}"])
+    trade = Trade(X, D(100), D(1), Side.BUY, "t", 1)
+    hub.publish(engine.ingest("a", [trade, trade], 1), 1)
+    client.session.fall_behind(2)  # both trades dropped
+    hub.catch_up(client.session, 3)
+    hub.publish(engine.ingest("a", [trade], 4), 4)
+    client.session.fall_behind(5)  # the third trade dropped; the notice stays
+    hub.catch_up(client.session, 6)
+    msgs = client.drain()
+    assert [(m["type"], m.get("dropped"), m["seq"]) for m in msgs] == [("conflated", 2, 1), ("conflated", 1, 2)]

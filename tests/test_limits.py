@@ -18,7 +18,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 import scripted_plugin
-from crossbook.api.hub import Hub, Limits
+from crossbook.api.channels import Limits
+from crossbook.api.hub import Hub
 from crossbook.client import Mirror
 from crossbook.core.engine import Engine
 from crossbook.core.exact import text
@@ -299,7 +300,7 @@ async def test_kernel_send_buffer_is_bounded(tmp_path: Path) -> None:
         await ws.send('{"op":"ping","id":1}')
         await ws.recv()
         (server_side,) = daemon.server.connections.values()
-        sock = server_side.transport.get_extra_info("socket")
+        sock = server_side.ws.transport.get_extra_info("socket")
         assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) <= 2 * 32768  # Linux doubles it
 
 
@@ -315,7 +316,7 @@ async def test_a_stalled_client_that_resets_its_connection_ends_cleanly(
         sock = await raw_stalled_client(addresses.api_port, b'{"op":"subscribe","id":1,"channels":["book.BTC-USDT"]}')
         with anyio.fail_after(20):
             i = 0
-            while not any(ws.paused for ws in daemon.server.connections.values()):
+            while not any(conn.ws.paused for conn in daemon.server.connections.values()):
                 i += 1
                 levels = [(D(100) - D(k) / 10, D(i % 50 + 1) + D(k)) for k in range(50)]
                 feed.publish([BookDelta("BTC-USDT", levels, [], feed.now_ns())])

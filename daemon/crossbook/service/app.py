@@ -187,7 +187,7 @@ class Daemon:
 
     def status_line(self) -> str:
         live = sum(vb.state is BookState.LIVE for vb in self.engine.books.values())
-        return f"{live}/{len(self.engine.books)} books live, {len(self.hub.sessions)} clients"
+        return f"{live}/{len(self.engine.books)} books live, {len(self.hub.subscribers)} clients"
 
     async def run(
         self, *, handle_signals: bool = True, task_status: TaskStatus[Addresses] = anyio.TASK_STATUS_IGNORED

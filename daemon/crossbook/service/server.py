@@ -40,7 +40,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import OPEN
 
-from crossbook.api.hub import Hub, Limits, Session
+from crossbook.api.channels import Limits, Subscriber
+from crossbook.api.hub import Hub
 from crossbook.api.wire import text_frame_header
 from crossbook.core.engine import Engine
 from crossbook.service.config import ServerConfig, read_tokens
@@ -62,21 +63,33 @@ def limits(config: ServerConfig) -> Limits:
     )
 
 
+class Connection:
+    """One API connection: its socket, its state in the hub, and how it asked to be written to."""
+
+    __slots__ = ("batched", "ip", "linger", "lingering", "subscriber", "waiter", "ws")
+
+    def __init__(self, ws: ServerConnection, subscriber: Subscriber, batched: bool, linger: float | None) -> None:
+        self.ws = ws
+        self.subscriber = subscriber
+        self.waiter = asyncio.Event()
+        """Wakes the writer task (a full socket, or a subscriber behind)."""
+        self.batched = batched
+        """Asked for batched frames (``?batch=1``)."""
+        self.linger = linger
+        """Seconds its queued messages are held (``?linger_ms=``), or None."""
+        self.lingering = False
+        """Its queued messages wait for the ``linger_ms`` timer."""
+        self.ip = _ip(ws)
+
+
 class ApiServer:
     def __init__(self, hub: Hub, engine: Engine, metrics: Metrics, config: ServerConfig | None = None) -> None:
         self.hub = hub
         self.engine = engine
         self.metrics = metrics
-        self.waiters: dict[Session, asyncio.Event] = {}
-        self.connections: dict[Session, ServerConnection] = {}
-        self.batched: set[Session] = set()
-        """Sessions that asked for batched frames (``?batch=1``)."""
-        self.linger: dict[Session, float] = {}
-        """Seconds the sessions that asked (``?linger_ms=``) have their queued messages held."""
-        self._lingering: set[Session] = set()
-        """Sessions whose queued messages wait for their ``linger_ms`` timer."""
-        self._pending: set[Session] = set()
-        """Sessions with frames to write at the end of the current callback."""
+        self.connections: dict[Subscriber, Connection] = {}
+        self._pending: set[Subscriber] = set()
+        """Subscribers with frames to write at the end of the current callback."""
         self.per_ip: Counter[str] = Counter()
         self.configure(config or ServerConfig())
 
@@ -86,56 +99,55 @@ class ApiServer:
         self.tokens = [t.encode() for t in read_tokens(config.tokens_file)] if config.tokens_file else []
         self.hub.limits = limits(config)
 
-    def wake(self, sessions: set[Session]) -> None:
+    def wake(self, subscribers: set[Subscriber]) -> None:
         """Called after the hub queued frames: they are written once the current callback ends
         (everything one read from a venue brought in goes out in one write per client)."""
         if not self._pending:
             asyncio.get_running_loop().call_soon(self._flush_pending)
-        self._pending |= sessions
+        self._pending |= subscribers
 
     def _flush_pending(self) -> None:
         pending, self._pending = self._pending, set()
         self._write_out(pending, linger=True)
 
-    def _release(self, session: Session) -> None:
-        """A lingering session's timer: write what it holds."""
-        self._lingering.discard(session)
-        self._write_out((session,), linger=False)
+    def _release(self, conn: Connection) -> None:
+        """A lingering connection's timer: write what it holds."""
+        conn.lingering = False
+        self._write_out((conn.subscriber,), linger=False)
 
-    def _write_out(self, sessions: Iterable[Session], linger: bool) -> None:
-        """Write to every socket that takes data, or, with ``linger``, start the timer of a session
-        that asked for one; a full socket is left to its writer task."""
-        waiters, connections, lingering = self.waiters, self.connections, self._lingering
-        hold_for = self.linger if linger else {}
-        for session in sessions:
-            ws = connections.get(session)
-            if ws is None:
+    def _write_out(self, subscribers: Iterable[Subscriber], linger: bool) -> None:
+        """Write to every socket that takes data, or, with ``linger``, start the timer of a
+        connection that asked for one; a full socket is left to its writer task."""
+        connections = self.connections
+        for subscriber in subscribers:
+            conn = connections.get(subscriber)
+            if conn is None:
                 continue
-            if ws.paused or session.behind_since is not None:
-                waiters[session].set()
-            elif session.outbox:
-                hold = hold_for.get(session)
-                if hold is None:
-                    self._flush(ws, session)
-                elif session not in lingering:
-                    lingering.add(session)
-                    asyncio.get_running_loop().call_later(hold, self._release, session)
+            if conn.ws.paused or subscriber.behind_since is not None:
+                conn.waiter.set()
+            elif subscriber.outbox:
+                if not linger or conn.linger is None:
+                    self._flush(conn)
+                elif not conn.lingering:
+                    conn.lingering = True
+                    asyncio.get_running_loop().call_later(conn.linger, self._release, conn)
 
-    def _flush(self, ws: ServerConnection, session: Session) -> None:
+    def _flush(self, conn: Connection) -> None:
         """Frame everything queued and hand it to the transport in one write."""
-        frames = session.drain()
+        frames = conn.subscriber.drain()
+        ws = conn.ws
         protocol = ws.protocol
         if protocol.state is not OPEN:
             return  # closing: the reader ends the connection
         if protocol.extensions:  # permessage-deflate transforms each payload: websockets frames it
-            if session in self.batched:
+            if conn.batched:
                 frames = [b"[" + b",".join(frames) + b"]"]
             for data in frames:
                 protocol.send_text(data)
             ws.transport.writelines(protocol.data_to_send())
             return
         out = protocol.data_to_send()  # whatever websockets queued (a pong) goes first
-        if session in self.batched:
+        if conn.batched:
             joined = b",".join(frames)
             out += (text_frame_header(len(joined) + 2), b"[", joined, b"]")
         else:
@@ -171,7 +183,9 @@ class ApiServer:
                 task_status.started(bound)
                 await anyio.sleep_forever()
         finally:
-            lingering, self._lingering = self._lingering, set()
+            lingering = [c.subscriber for c in self.connections.values() if c.lingering]
+            for subscriber in lingering:
+                self.connections[subscriber].lingering = False
             self._write_out(lingering, linger=False)  # before the close frames
             with anyio.move_on_after(CLOSE_TIMEOUT + 1, shield=True):
                 server.close()
@@ -230,63 +244,55 @@ class ApiServer:
         if sock is not None:  # a small kernel buffer makes a stalled client fall behind early
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.send_buffer_bytes)
         query = urlparse(ws.request.path).query if ws.request is not None else ""
-        linger = linger_seconds(query)  # checked before the upgrade
-        session = self.hub.open()
-        event = self.waiters[session] = asyncio.Event()
-        self.connections[session] = ws
-        if parse_qs(query).get("batch") == ["1"]:
-            self.batched.add(session)
-        if linger is not None:
-            self.linger[session] = linger
-        ip = _ip(ws)
-        self.per_ip[ip] += 1
+        batched = parse_qs(query).get("batch") == ["1"]
+        conn = Connection(ws, self.hub.open(), batched, linger_seconds(query))  # checked before the upgrade
+        self.connections[conn.subscriber] = conn
+        self.per_ip[conn.ip] += 1
         self.metrics.clients.inc()
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._write, ws, session, event)
-                await self._read(ws, session, event)
+                tg.start_soon(self._write, conn)
+                await self._read(conn)
                 tg.cancel_scope.cancel()
         finally:
-            del self.waiters[session]
-            del self.connections[session]
-            self.batched.discard(session)
-            self.linger.pop(session, None)
-            self.per_ip[ip] -= 1
-            if not self.per_ip[ip]:
-                del self.per_ip[ip]
-            self.hub.close(session)
+            del self.connections[conn.subscriber]
+            self.per_ip[conn.ip] -= 1
+            if not self.per_ip[conn.ip]:
+                del self.per_ip[conn.ip]
+            self.hub.close(conn.subscriber)
             self.metrics.clients.dec()
             self.metrics.clients_closed.labels(_close_reason(ws)).inc()
 
-    async def _read(self, ws: ServerConnection, session: Session, event: asyncio.Event) -> None:
-        receive = self.hub.receive
+    async def _read(self, conn: Connection) -> None:
+        receive, subscriber, ws = self.hub.receive, conn.subscriber, conn.ws
         try:
             async for message in ws:
-                violation = receive(session, message, time.time_ns())
+                violation = receive(subscriber, message, time.time_ns())
                 if violation is not None:
                     await ws.close(1008, violation[:120])
                     return
-                if session.outbox:
-                    self.wake({session})
+                if subscriber.outbox:
+                    self.wake({subscriber})
         except ConnectionClosed:
             pass
 
-    async def _write(self, ws: ServerConnection, session: Session, event: asyncio.Event) -> None:
+    async def _write(self, conn: Connection) -> None:
         """Write for a client whose socket was full or that fell behind: wait until the socket
-        drains, write what is queued, then let the hub catch the session up."""
+        drains, write what is queued, then let the hub catch the subscriber up."""
         buffered = self.metrics.client_buffer_bytes
+        subscriber, event = conn.subscriber, conn.waiter
         while True:
             await event.wait()
             event.clear()
             try:
-                await ws.drain()
+                await conn.ws.drain()
             except OSError:
                 return  # the connection is gone (reset by the client): the reader ends it
-            if session.outbox:
-                buffered.observe(session.queued_bytes)
-                self._flush(ws, session)
-            if session.behind_since is not None:
-                self.hub.catch_up(session, time.time_ns())
+            if subscriber.outbox:
+                buffered.observe(subscriber.queued_bytes)
+                self._flush(conn)
+            if subscriber.behind_since is not None:
+                self.hub.catch_up(subscriber, time.time_ns())
                 event.set()
 
     async def _reap_slow(self, tg: Any) -> None:
@@ -295,10 +301,10 @@ class ApiServer:
             timeout = self.config.slow_client_timeout
             await anyio.sleep(min(0.25, timeout / 4))
             cutoff = time.time_ns() - int(timeout * 1e9)
-            for session, ws in list(self.connections.items()):
-                if session.behind_since is not None and session.behind_since < cutoff:
-                    session.behind_since = None  # closed once
-                    tg.start_soon(ws.close, 1013, "too slow: still behind after conflation")
+            for subscriber, conn in list(self.connections.items()):
+                if subscriber.behind_since is not None and subscriber.behind_since < cutoff:
+                    subscriber.behind_since = None  # closed once
+                    tg.start_soon(conn.ws.close, 1013, "too slow: still behind after conflation")
 
 
 def linger_seconds(query: str) -> float | None:

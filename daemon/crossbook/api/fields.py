@@ -1,0 +1,63 @@
+"""The JSON fields of the API's channel messages (sans-I/O): exact decimal text, never floats."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from crossbook.api.views import Change
+from crossbook.core.changes import StatusChange
+from crossbook.core.consolidated import BBO
+from crossbook.core.exact import text
+from crossbook.core.model import Trade
+
+
+def levels(changes: list[Change]) -> list[list[Any]]:
+    """Book levels: ``[price, size]``, or ``[price, size, {venue: size}]`` for a consolidated book."""
+    out: list[list[Any]] = []
+    for price, size, venues in changes:
+        if venues is None:
+            out.append([text(price), text(size)])
+        elif len(venues) == 1:  # most levels: no comprehension
+            name, share = venues[0]
+            out.append([text(price), text(size), {name: text(share)}])
+        else:
+            out.append([text(price), text(size), {v: text(s) for v, s in venues}])
+    return out
+
+
+def _bbo_side(side: tuple[Decimal, Decimal, tuple[str, ...]] | None) -> list[Any] | None:
+    return None if side is None else [text(side[0]), text(side[1]), list(side[2])]
+
+
+def bbo(value: BBO, ts: int) -> dict[str, Any]:
+    return {
+        "ts": ts,
+        "bid": _bbo_side(value.bid),
+        "ask": _bbo_side(value.ask),
+        "crossed": value.crossed,
+        "locked": value.locked,
+    }
+
+
+def trade(venue: str, value: Trade) -> dict[str, Any]:
+    return {
+        "venue": venue,
+        "price": text(value.price),
+        "size": text(value.size),
+        "side": value.side.value,
+        "id": value.trade_id,
+        "ts": value.venue_ns if value.venue_ns is not None else value.recv_ns,
+        "recv_ts": value.recv_ns,
+    }
+
+
+def status(venue: str, symbol: str, state: str, reason: str | None, ts: int) -> dict[str, Any]:
+    fields: dict[str, Any] = {"venue": venue, "symbol": symbol, "state": state, "ts": ts}
+    if reason:
+        fields["reason"] = reason
+    return fields
+
+
+def status_change(change: StatusChange) -> dict[str, Any]:
+    return status(change.venue, change.symbol, change.state.label, change.reason, change.ts)
