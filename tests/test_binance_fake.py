@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from decimal import Decimal
-from types import SimpleNamespace
 from typing import Any
 
 import anyio
@@ -14,10 +13,9 @@ import pytest
 from crossbook.core.model import BookSnapshot, BookState, Trade, VenueStatus
 from crossbook.testing.conformance import Subject, rig, run_conformance
 from crossbook.testing.fakevenue import FakeVenue
-from crossbook.testing.feed import EngineFeed
-from crossbook.toolkit import streaming
+from crossbook.toolkit import handover
+from crossbook.toolkit.handover import Connection, Handover
 from crossbook.toolkit.retry import BACKOFF_BASE
-from crossbook.toolkit.streaming import StreamingConnector
 from crossbook.toolkit.sync import BookSync
 from crossbook.toolkit.venue import BookUpdate, Stream
 from crossbook_binance import BinanceConfig, BinanceFuturesConfig, spot
@@ -131,7 +129,7 @@ async def test_a_successor_lost_before_taking_over_is_retried_as_a_successor(mon
     """The new connection of a planned reconnect is lost before its books are live: its retry
     still builds them privately while the old connection serves them (subscribers see no
     resync) and takes them over, so the old connection ends then, not at the handover deadline."""
-    monkeypatch.setattr(streaming, "HANDOVER_TIMEOUT", 30.0)
+    monkeypatch.setattr(handover, "HANDOVER_TIMEOUT", 30.0)
     async with rig(subject(), idle_timeout=30.0) as r:
         await r.converge()
         mark = len(r.feed.events)
@@ -248,22 +246,20 @@ async def test_a_book_keeps_only_the_prices_its_snapshot_covered_and_is_rebased_
         assert [s.state for s in r.feed.statuses(symbol)] == [BookState.SYNCING]  # then live, throughout
 
 
-def handing_over(requested: list[str]) -> tuple[StreamingConnector, BookSync, BookSync]:
-    """A Binance connector whose live book of BTC-USDT is at id 20, and a successor building its
-    book from a snapshot it waits for (snapshot requests go to ``requested``)."""
+def handing_over() -> tuple[Handover, BookSync, BookSync]:
+    """A Binance connector's handover whose live book of BTC-USDT is at id 20, and a successor
+    building its book from a snapshot it waits for."""
     symbol = "BTC-USDT"
     connector = spot("binance", (symbol,), BinanceConfig())
-    connector.feed = EngineFeed("binance", (symbol,))
-    connector.rest = connector.protocol  # type: ignore[assignment]
-    connector.scheduler = SimpleNamespace(request=requested.append)  # type: ignore[assignment]
+    machine = connector.handover
     active, successor = connector.make_sync(symbol), connector.make_sync(symbol)
     for sync in (active, successor):
         sync.start(0, [], [])
     active.on_snapshot(BookUpdate(symbol, [(Decimal(1), Decimal(1))], [(Decimal(2), Decimal(1))], 0, last=20), [], [])
-    connector.active[symbol] = active
-    connector.building.add(successor)
-    connector.waiting[symbol] = [successor]
-    return connector, active, successor
+    machine.active[symbol] = active
+    machine.building.add(successor)
+    machine.waiting[symbol] = [successor]
+    return machine, active, successor
 
 
 def snapshot_body(last: int) -> bytes:
@@ -274,36 +270,38 @@ def test_a_successor_does_not_take_over_on_a_snapshot_older_than_the_live_book()
     """A snapshot request in flight when a successor subscribed is answered to it too: with nothing
     buffered to align it, only the live book's ids show that it is older."""
     symbol = "BTC-USDT"
-    requested: list[str] = []
-    connector, active, successor = handing_over(requested)
+    machine, active, successor = handing_over()
 
-    connector._snapshot_arrived(symbol, snapshot_body(15), 1)
+    step = machine.snapshot(symbol, snapshot_body(15), 1)
     assert not successor.live
-    assert connector.waiting[symbol] == [successor]
-    assert requested == [symbol]
-    assert connector.active[symbol] is active
+    assert machine.waiting[symbol] == [successor]
+    assert step.fetch == [symbol]
+    assert machine.active[symbol] is active
 
-    connector._snapshot_arrived(symbol, snapshot_body(25), 2)
+    step = machine.snapshot(symbol, snapshot_body(25), 2)
     assert successor.live
-    assert connector.active[symbol] is successor
+    assert machine.active[symbol] is successor
+    assert [type(e) for e in step.events] == [BookSnapshot]
 
 
 def test_a_successor_behind_the_live_book_takes_over_once_it_has_caught_up() -> None:
     """A successor whose connection lags the old one goes live on an older state: taken over then,
     subscribers would see the book step back. It takes over when its own updates reach the old one's."""
     symbol = "BTC-USDT"
-    connector, active, successor = handing_over([])
-    session = streaming._Session(Stream("ws://x", (symbol,)))
-    session.syncs[symbol] = successor
+    machine, active, successor = handing_over()
+    conn = Connection(Stream("ws://x", (symbol,)))
+    conn.syncs[symbol] = successor
 
-    def diff(first: int, last: int) -> BookUpdate:
-        return BookUpdate(symbol, [(Decimal(1), Decimal(first))], [], 1, first=first, last=last)
+    def diff(first: int, last: int) -> str:
+        return orjson.dumps(
+            {"e": "depthUpdate", "E": 1, "s": "BTCUSDT", "U": first, "u": last, "b": [["1", str(first)]], "a": []}
+        ).decode()
 
-    connector._update(session, diff(16, 18), [], [])
-    connector._snapshot_arrived(symbol, snapshot_body(15), 2)
+    machine.received(conn, diff(16, 18), 1, 0.0)
+    machine.snapshot(symbol, snapshot_body(15), 2)
     assert successor.live
     assert successor.last == 18
-    assert connector.active[symbol] is active  # 18 is older than the live book's 20
+    assert machine.active[symbol] is active  # 18 is older than the live book's 20
 
-    connector._update(session, diff(19, 20), [], [])
-    assert connector.active[symbol] is successor
+    machine.received(conn, diff(19, 20), 3, 0.0)
+    assert machine.active[symbol] is successor

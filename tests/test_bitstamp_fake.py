@@ -11,7 +11,7 @@ import pytest
 
 from crossbook.core.model import BookSnapshot, BookState, Side, Trade, VenueStatus
 from crossbook.testing.conformance import Subject, rig, run_conformance
-from crossbook.toolkit import streaming
+from crossbook.toolkit import handover
 from crossbook.toolkit.venue import HEARD, BookUpdate, ConnectionState, Reconnect, Rejected, Resync
 from crossbook_bitstamp import BitstampConfig, factory
 from crossbook_bitstamp.fake import BitstampDialect
@@ -177,7 +177,7 @@ async def test_a_subscription_rejected_on_the_new_connection_of_a_planned_reconn
     new BTC book must never take over (a REST snapshot alone would make it live, then frozen);
     the old connection keeps serving BTC, ETH moves over. At the handover deadline the old
     connection ends and BTC is ``down`` because it was rejected, not left ``connecting``."""
-    monkeypatch.setattr(streaming, "HANDOVER_TIMEOUT", 4.0)
+    monkeypatch.setattr(handover, "HANDOVER_TIMEOUT", 4.0)
     async with rig(subject(), idle_timeout=30.0) as r:
         await r.converge()
         mark = len(r.feed.events)

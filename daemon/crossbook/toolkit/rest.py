@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
@@ -18,6 +17,7 @@ from email.utils import parsedate_to_datetime
 import anyio
 import httpx
 
+from crossbook.toolkit.clock import SYSTEM_CLOCK, Clock
 from crossbook.toolkit.retry import backoff
 from crossbook.toolkit.venue import HttpRequest
 
@@ -68,13 +68,15 @@ class SnapshotScheduler:
         weight_per_minute: float,
         timeout: float = 10.0,
         rng: random.Random | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.venue = venue
         self.fetch = fetch
         self.deliver = deliver
         self.timeout = timeout
         self.rng = rng or random.Random()
-        self.budget = WeightBudget(weight_per_minute, time.monotonic())
+        self.clock = clock
+        self.budget = WeightBudget(weight_per_minute, clock.monotonic())
         self.pending: OrderedDict[str, tuple[int, float]] = OrderedDict()
         """Symbol -> (failed attempts so far, monotonic time before which not to retry)."""
         self._wakeup = anyio.Event()
@@ -95,11 +97,10 @@ class SnapshotScheduler:
     async def run(self) -> None:
         async with httpx.AsyncClient(timeout=self.timeout) as client:
             while True:
-                wait, item = self._next(time.monotonic())
+                wait, item = self._next(self.clock.monotonic())
                 if item is None:
                     self._wakeup = anyio.Event()
-                    with anyio.move_on_after(wait):
-                        await self._wakeup.wait()
+                    await self.clock.wait(self._wakeup, wait)
                     continue
                 await self._one(client, *item)
 
@@ -125,9 +126,9 @@ class SnapshotScheduler:
         except httpx.HTTPError as exc:
             self._retry(symbol, attempts, f"{type(exc).__name__}: {exc}")
             return
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if response.status_code in BANNED:
-            pause = retry_after(response, time.time())
+            pause = retry_after(response, self.clock.time_ns() / 1e9)
             if pause is None:
                 pause = self.ban_pause
                 self.ban_pause = min(self.ban_pause * 2, 300.0)
@@ -142,7 +143,7 @@ class SnapshotScheduler:
             return
         if self.pending.pop(symbol, None) is None:
             return  # cancelled while in flight
-        self.deliver(symbol, response.content, time.time_ns())
+        self.deliver(symbol, response.content, self.clock.time_ns())
 
     def _retry(self, symbol: str, attempts: int, why: str) -> None:
         if symbol not in self.pending:
@@ -150,4 +151,4 @@ class SnapshotScheduler:
         delay = backoff(attempts, self.rng)
         log.warning("venue %s: snapshot of %s failed (%s); retry in %.2fs", self.venue, symbol, why, delay)
         del self.pending[symbol]
-        self.pending[symbol] = (attempts + 1, time.monotonic() + delay)  # to the back of the queue
+        self.pending[symbol] = (attempts + 1, self.clock.monotonic() + delay)  # to the back of the queue
