@@ -10,6 +10,7 @@ import pydantic
 import pytest
 
 from crossbook.core.model import BookSnapshot, BookState, Side, Trade, VenueStatus
+from crossbook.testing import ManualClock
 from crossbook.testing.conformance import Subject, rig, run_conformance
 from crossbook.toolkit import handover
 from crossbook.toolkit.venue import HEARD, BookUpdate, ConnectionState, Reconnect, Rejected, Resync
@@ -170,15 +171,14 @@ def test_config_and_symbols() -> None:
     ]
 
 
-async def test_a_subscription_rejected_on_the_new_connection_of_a_planned_reconnect(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_a_subscription_rejected_on_the_new_connection_of_a_planned_reconnect() -> None:
     """The new connection's BTC subscription is refused while the old one still serves BTC: the
     new BTC book must never take over (a REST snapshot alone would make it live, then frozen);
-    the old connection keeps serving BTC, ETH moves over. At the handover deadline the old
-    connection ends and BTC is ``down`` because it was rejected, not left ``connecting``."""
-    monkeypatch.setattr(handover, "HANDOVER_TIMEOUT", 4.0)
-    async with rig(subject(), idle_timeout=30.0) as r:
+    the old connection keeps serving BTC, ETH moves over. At the handover deadline (the test's
+    clock moves 60 s at once) the old connection ends and BTC is ``down`` because it was
+    rejected, not left ``connecting``."""
+    clock = ManualClock()
+    async with rig(subject(), clock=clock, idle_timeout=600.0) as r:
         await r.converge()
         mark = len(r.feed.events)
         old, new = await r.handing_over(0.5)
@@ -195,6 +195,7 @@ async def test_a_subscription_rejected_on_the_new_connection_of_a_planned_reconn
         assert not took_over("BTC-USD")
         assert old in r.fake.connections
 
+        clock.advance(handover.HANDOVER_TIMEOUT)
         await r.until(lambda: old not in r.fake.connections)
         await r.until(lambda: r.feed.state("BTC-USD") is not BookState.LIVE)
         last = r.feed.statuses("BTC-USD")[-1]

@@ -14,10 +14,12 @@ import pytest
 
 from captures import capture
 from crossbook.core import exact
-from crossbook_bench import bench, floor
-from crossbook_bench.bench import GENERATED, bench_ingest_generated, bench_latency, bench_stages, bench_writes
+from crossbook_bench import floor, writes
+from crossbook_bench.inproc import bench_stages
 from crossbook_bench.loadgen import CAPTURE, load_recording, respelled
+from crossbook_bench.runs import GENERATED, bench_ingest_generated, bench_latency, bench_replay_rss
 from crossbook_bench.versus import _by_round, median_pair, run_crossbook
+from crossbook_bench.writes import bench_writes
 
 
 @pytest.mark.timeout(60)
@@ -63,7 +65,7 @@ def test_a_replay_of_an_hour_serves_as_many_rounds_as_cover_it() -> None:
     once = load_recording(capture(CAPTURE))
     assert 300 < once.seconds < 400  # the recording spans 346 s of Binance's time
 
-    figures = bench.bench_replay_rss(hours=0.15)  # 540 s: two rounds
+    figures = bench_replay_rss(hours=0.15)  # 540 s: two rounds
 
     assert figures["book_ok"], figures
     assert figures["venue_hours"] == pytest.approx(2 * once.seconds / 3600)
@@ -135,8 +137,8 @@ def test_the_write_floor_fails_clearly_when_its_reader_does_not_connect(monkeypa
     def broken(port: int, count: int, report: object) -> None:
         raise SystemExit(3)  # as a reader that cannot open its sockets
 
-    monkeypatch.setattr(bench, "WRITES_CONNECT_SECONDS", 2.0)
-    monkeypatch.setattr(bench, "_drain", broken)
+    monkeypatch.setattr(writes, "WRITES_CONNECT_SECONDS", 2.0)
+    monkeypatch.setattr(writes, "_drain", broken)
     with pytest.raises(RuntimeError, match="connected 0 of 5"):
         bench_writes(seconds=0.1, subscribers=5)
 

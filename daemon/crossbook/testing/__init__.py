@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from crossbook.core.book import L2Book
+from crossbook.testing.clock import ManualClock
 from crossbook.testing.conformance import Report, Subject, run_conformance
 from crossbook.testing.fakevenue import Dialect, FakeConnection, FakeVenue, levels_text
 from crossbook.testing.feed import EngineFeed
@@ -25,6 +26,7 @@ __all__ = [
     "FakeMarket",
     "FakeVenue",
     "L2Book",
+    "ManualClock",
     "Replay",
     "Report",
     "Subject",

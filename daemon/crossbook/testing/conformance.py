@@ -32,7 +32,9 @@ from crossbook.core.model import BookState
 from crossbook.testing.fakevenue import Dialect, FakeConnection, FakeVenue
 from crossbook.testing.feed import EngineFeed
 from crossbook.testing.market import FakeMarket
+from crossbook.toolkit.clock import Clock
 from crossbook.toolkit.connector import Connector, ConnectorConfig
+from crossbook.toolkit.streaming import StreamingConnector
 
 IDLE_TIMEOUT = 1.0
 SCENARIOS = ("sync", "gap", "checksum", "drop", "stall", "garbage", "rest_429", "planned_reconnect")
@@ -120,7 +122,9 @@ class Rig:
 
 
 @contextlib.asynccontextmanager
-async def rig(subject: Subject, **extra: Any) -> AsyncIterator[Rig]:
+async def rig(subject: Subject, clock: Clock | None = None, **extra: Any) -> AsyncIterator[Rig]:
+    """The subject's connector running against its fake venue (``extra``: connector keys; a
+    ``clock`` replaces a streaming connector's)."""
     market = FakeMarket(list(subject.symbols), levels=subject.market_levels)
     fake = FakeVenue(subject.dialect(market), market)
     async with fake.running():
@@ -128,6 +132,9 @@ async def rig(subject: Subject, **extra: Any) -> AsyncIterator[Rig]:
         connector = subject.factory(
             subject.venue, tuple(subject.symbols), subject.config_model.model_validate(settings)
         )
+        if clock is not None:
+            assert isinstance(connector, StreamingConnector), "only a streaming connector's clock can be replaced"
+            connector.clock = clock
         feed = EngineFeed(subject.venue, subject.symbols)
         async with anyio.create_task_group() as tg:
             tg.start_soon(connector.run, feed)

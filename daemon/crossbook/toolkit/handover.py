@@ -81,7 +81,7 @@ class Connection:
     """Symbols whose trades a planned successor has been seen to carry (a trade both delivered)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Step:
     """What the I/O layer does after an input, in this order: count what is skipped and log the
     errors, publish the events (else, for a frame, say the venue was heard), open successors, end
