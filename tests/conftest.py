@@ -1,11 +1,22 @@
-"""Shared fixtures. Async tests use ``@pytest.mark.anyio`` on the asyncio backend."""
+"""Shared fixtures, and each test marked with its part of the suite (``unit``, ``venues`` or
+``system``, from its folder). Async tests use ``@pytest.mark.anyio`` on the asyncio backend."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+PARTS = ("unit", "venues", "system")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        part = Path(str(item.path)).parent.name
+        if part in PARTS:
+            item.add_marker(part)
 
 
 @pytest.fixture

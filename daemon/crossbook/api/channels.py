@@ -76,9 +76,8 @@ class Subscriber:
         self.senders: deque[Sub | None] = deque()
         """Beside each frame, the subscription a channel message belongs to, or None for a frame
         that is never dropped (a reply, a trades ``conflated`` notice). Two deques, not one of
-        pairs: a queued message then makes no object the cyclic garbage collector tracks, and with
-        many subscribers behind, such pairs set off full collections that took half the daemon's
-        time."""
+        pairs: a queued message then makes no object the cyclic garbage collector tracks (with many
+        subscribers behind, such pairs set off costly full collections)."""
         self.queued_bytes = 0
         self.subs: dict[str, Sub] = {}
         self.behind_since: int | None = None

@@ -60,9 +60,9 @@ class ServerConfig(_Strict):
     max_buffer_messages: int = Field(2000, ge=10)
     """Outgoing messages queued per connection before it is conflated."""
     send_buffer_bytes: int = Field(65_536, ge=4096)
-    """Kernel send buffer per connection (SO_SNDBUF). Small, so a stalled client's data stays in
-    the bounded, conflating queue instead of the kernel: measured, 100 stalled clients then leave
-    the others' latency as it was; large kernel buffers let them cost as much as fast ones."""
+    """Kernel send buffer per connection (SO_SNDBUF). Small, so a stalled client's data waits in
+    the bounded, conflating queue instead of the kernel, where stalled clients would cost as much
+    as fast ones and delay them."""
     slow_client_timeout: float = Field(10.0, gt=0)
     """A connection still behind this many seconds after falling behind is closed with 1013."""
     handshake_timeout: float = Field(10.0, gt=0)

@@ -19,7 +19,7 @@ from crossbook.service.plugins import load_connectors
 from crossbook.toolkit.registry import ConnectorRegistry
 from crossbook_sim.connector import SimConfig
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 VENUE = '[venues.sim-a]\nconnector = "sim"\nsymbols = ["BTC-USDT"]\n'
 
 
@@ -417,7 +417,7 @@ def test_crossbook_variables_that_are_not_settings_are_ignored(file_1234: Path) 
 
 def test_real_venue_example_config_validates() -> None:
     """config/crossbook.toml uses every built-in real-venue connector, and validates."""
-    example = load(Path(__file__).parents[1] / "config" / "crossbook.toml", environ={})
+    example = load(Path(__file__).parents[2] / "config" / "crossbook.toml", environ={})
     venues = example.venues(load_connectors())
     assert {v.spec.id for v in venues.values()} == {
         "binance",

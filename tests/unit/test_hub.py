@@ -940,6 +940,7 @@ def test_random_updates_keep_every_subscriber_exact(seed: int, lazy: bool) -> No
 
 @settings(max_examples=40, deadline=None)
 @given(rng=st.randoms(use_true_random=False), lazy=st.booleans())
+@pytest.mark.slow
 def test_random_updates_property(rng: random.Random, lazy: bool) -> None:
     run_random(rng, 40, lazy)
 

@@ -20,7 +20,7 @@ from websockets.asyncio.client import connect
 from crossbook.core.model import BookDelta, BookSnapshot, BookState, Side, Trade, VenueStatus
 from crossbook.toolkit.connector import Feed
 from support import reloader, running_daemon
-from test_api_e2e import Client, client_view, live_feeds, random_levels, server_view, url
+from system.test_api_e2e import Client, client_view, live_feeds, random_levels, server_view, url
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -58,6 +58,7 @@ def delta(feed: Feed, rng: random.Random) -> BookDelta:
     return BookDelta(SYMBOL, bids, asks, feed.now_ns())
 
 
+@pytest.mark.slow
 async def test_every_channel_agrees_with_status_through_entries_resyncs_staleness_and_reloads(
     tmp_path: Path,
 ) -> None:

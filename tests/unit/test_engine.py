@@ -447,6 +447,7 @@ def _consolidated(model: Model, symbol: str) -> list[tuple[Decimal, Decimal, dic
 
 @settings(max_examples=200, deadline=None)
 @given(script=st.lists(ops(), min_size=5, max_size=40), watch_at=st.tuples(st.integers(0, 45), st.integers(0, 45)))
+@pytest.mark.slow
 def test_engine_matches_reference_model(script: list[Op], watch_at: tuple[int, int]) -> None:
     """Beside the engine, a lazy one (``watched``) keeps no consolidated book until it watches the
     symbol (at a random step, or never), and from then on the same one."""

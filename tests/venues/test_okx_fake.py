@@ -12,6 +12,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 
 
 @pytest.mark.parametrize("mode", ["rest", "stream"])
+@pytest.mark.slow
 async def test_conformance(mode: str) -> None:
     subject = Subject(
         venue="okx",

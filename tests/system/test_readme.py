@@ -12,7 +12,7 @@ import pytest
 
 from crossbook.service.plugins import load_connectors
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 README = (ROOT / "README.md").read_text()
 
 
@@ -54,6 +54,7 @@ def test_example_plugin_registers_through_its_entry_point(example_plugin: Path) 
 
 @pytest.mark.anyio
 @pytest.mark.timeout(120)
+@pytest.mark.slow
 async def test_example_plugin_passes_conformance(example_plugin: Path) -> None:
     source = next(b for b in code_blocks("python") if "run_conformance" in b)
     namespace: dict[str, Any] = {}

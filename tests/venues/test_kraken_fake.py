@@ -32,6 +32,7 @@ def subject(depth: int = 10, refuse_depth: int | None = None) -> Subject:
     )
 
 
+@pytest.mark.slow
 async def test_conformance() -> None:
     """Sync with truncation to depth 10, lost messages found by checksum, corrupt checksums,
     drop, stall, garbage: the scenarios that apply to Kraken."""

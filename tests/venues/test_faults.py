@@ -19,13 +19,14 @@ from crossbook.testing.conformance import rig
 from crossbook.testing.feed import EngineFeed
 from crossbook_binance import BinanceConfig, spot
 from support import metric, running_daemon
-from test_binance_fake import subject
+from venues.test_binance_fake import subject
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
 SCRIPTED = '\nplugins = ["scripted_plugin"]\n[venues.alpha]\nconnector = "scripted"\nsymbols = ["BTC-USDT"]\n'
 
 
+@pytest.mark.slow
 async def test_unresolvable_host_retries_forever(caplog: pytest.LogCaptureFixture) -> None:
     config = BinanceConfig(ws_url="ws://nonexistent.invalid:9", rest_url="http://nonexistent.invalid:9")
     connector = spot("binance", ("BTC-USDT",), config)
@@ -38,6 +39,7 @@ async def test_unresolvable_host_retries_forever(caplog: pytest.LogCaptureFixtur
     assert feed.state("BTC-USDT") is BookState.CONNECTING
 
 
+@pytest.mark.slow
 async def test_rest_500_and_timeouts_are_retried() -> None:
     async with rig(subject(), rest_timeout=0.5) as r:
         await r.converge()
@@ -52,6 +54,7 @@ async def test_rest_500_and_timeouts_are_retried() -> None:
         assert r.feed.resyncs("gap") == 2
 
 
+@pytest.mark.slow
 async def test_half_open_and_silent_clients_are_closed(tmp_path: Path) -> None:
     toml = SCRIPTED + "[server]\nhandshake_timeout = 0.5\nping_interval = 0.3\nping_timeout = 0.3\n"
     async with running_daemon(tmp_path, toml) as (daemon, addresses):

@@ -37,6 +37,7 @@ def subject() -> Subject:
     )
 
 
+@pytest.mark.slow
 async def test_conformance() -> None:
     """Sync, drop, stall, garbage, 429 and the venue's ``bts:request_reconnect``. A lost diff cannot
     be seen (no sequence numbers, no checksum): the gap and checksum scenarios do not apply."""
@@ -46,6 +47,7 @@ async def test_conformance() -> None:
     assert report.skipped.keys() == {"gap", "checksum"}
 
 
+@pytest.mark.slow
 async def test_periodic_resnapshot_repairs_an_invisible_loss() -> None:
     """A lost diff leaves the book silently wrong; the next re-snapshot (a planned reconnect
     building fresh books from REST) repairs it without any book leaving ``live``."""
@@ -70,6 +72,7 @@ async def test_periodic_resnapshot_repairs_an_invisible_loss() -> None:
         assert [e for e in r.feed.events[mark:] if isinstance(e, VenueStatus)] == []
 
 
+@pytest.mark.slow
 async def test_heartbeats_keep_a_quiet_connection() -> None:
     """No diff for several idle timeouts: the ``bts:heartbeat`` replies keep the connection."""
     async with rig(subject(), heartbeat_interval=0.2, resnapshot_interval=0) as r:
@@ -171,6 +174,7 @@ def test_config_and_symbols() -> None:
     ]
 
 
+@pytest.mark.slow
 async def test_a_subscription_rejected_on_the_new_connection_of_a_planned_reconnect() -> None:
     """The new connection's BTC subscription is refused while the old one still serves BTC: the
     new BTC book must never take over (a REST snapshot alone would make it live, then frozen);

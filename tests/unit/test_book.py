@@ -57,6 +57,7 @@ def _book(bids: list[Level], asks: list[Level]) -> L2Book:
 
 @fast
 @given(snapshot=st.tuples(book_sides, book_sides), updates=deltas, probes=st.lists(prices, max_size=10))
+@pytest.mark.slow
 def test_incremental_deltas_equal_rebuild(
     snapshot: tuple[list[Level], list[Level]], updates: list[tuple[list[Level], list[Level]]], probes: list[Decimal]
 ) -> None:

@@ -49,6 +49,7 @@ frames = st.one_of(
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(frames, max_size=30))
+@pytest.mark.slow
 def test_api_inbound_frames(batch: list[bytes]) -> None:
     engine = Engine({"alpha": ["BTC-USDT"]}, stale_after_ns=10**15)
     hub = Hub(engine, 50, {"alpha": "x"}, Limits(max_ops_per_second=1e9))
@@ -92,6 +93,7 @@ depth_msg = st.fixed_dictionaries(
     st.booleans(),
     st.lists(st.one_of(frames, depth_msg.map(lambda d: orjson.dumps({"stream": "s", "data": d}))), max_size=30),
 )
+@pytest.mark.slow
 def test_binance_frames(futures: bool, batch: list[bytes]) -> None:
     symbols = ["BTC-USDT-PERP", "ETH-USDT-PERP"] if futures else ["BTC-USDT", "ETH-USDT"]
     protocol = BinanceProtocol(symbols, ws_url="ws://x", rest_url="http://x", futures=futures)
@@ -125,6 +127,7 @@ def streaming_connectors() -> list[str]:
 @pytest.mark.parametrize("connector_id", streaming_connectors())
 @settings(max_examples=150, deadline=None)
 @given(batch=st.lists(st.one_of(frames, json_values.map(lambda v: orjson.dumps({"data": v, "arg": v}))), max_size=20))
+@pytest.mark.slow
 def test_every_connector_parser(connector_id: str, batch: list[bytes]) -> None:
     """Any frame into any built-in connector's parser: a counted skip or outputs the book syncs
     take without an exception escaping."""

@@ -40,6 +40,7 @@ def connection(r: Rig, symbol: str) -> FakeConnection:
     return next(c for c in r.fake.connections if symbol in c.symbols)
 
 
+@pytest.mark.slow
 async def test_conformance() -> None:
     """Sync, drop, stall and garbage with both products on one connection (no checksum, no REST,
     no venue-requested reconnect). The gap scenario is run below with one product a connection."""

@@ -23,6 +23,7 @@ from crossbook_bench.writes import bench_writes
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.slow
 def test_daemon_ingests_the_recorded_slice_into_a_live_book() -> None:
     recording = load_recording(capture(CAPTURE), limit=1000, rounds=2)
     assert len(recording.frames) == 2001  # the second round is led by its reset diff
@@ -61,6 +62,7 @@ def test_the_rss_after_a_round_is_the_first_sample_taken_once_its_frames_are_cou
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.slow
 def test_a_replay_of_an_hour_serves_as_many_rounds_as_cover_it() -> None:
     once = load_recording(capture(CAPTURE))
     assert 300 < once.seconds < 400  # the recording spans 346 s of Binance's time
@@ -95,6 +97,7 @@ def test_each_repeated_round_spells_the_same_numbers_anew() -> None:
 
 
 @pytest.mark.timeout(90)
+@pytest.mark.slow
 def test_a_paced_run_times_deltas_and_counts_what_it_delivers() -> None:
     capture(CAPTURE)  # skips (fails under CI) without the recording
     figures = bench_latency(seconds=1.0, subscribers=3, rate=200.0)
@@ -108,6 +111,7 @@ def test_a_paced_run_times_deltas_and_counts_what_it_delivers() -> None:
 
 
 @pytest.mark.timeout(90)
+@pytest.mark.slow
 def test_a_paced_run_with_held_writes_delays_what_it_delivers() -> None:
     capture(CAPTURE)  # skips (fails under CI) without the recording
     figures = bench_latency(seconds=0.5, subscribers=2, rate=200.0, linger_ms=20)
@@ -133,6 +137,7 @@ def test_the_write_floor_times_every_send_and_the_reader_gets_every_byte() -> No
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.slow
 def test_the_write_floor_fails_clearly_when_its_reader_does_not_connect(monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(port: int, count: int, report: object) -> None:
         raise SystemExit(3)  # as a reader that cannot open its sockets
@@ -144,6 +149,7 @@ def test_the_write_floor_fails_clearly_when_its_reader_does_not_connect(monkeypa
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.slow
 def test_stages_split_a_frames_time_without_io() -> None:
     capture(CAPTURE)  # skips (fails under CI) without the recording
     figures = bench_stages(rounds=1)  # asserts the book ends live, and the floor's book equal to it
@@ -177,6 +183,7 @@ def test_the_floor_keeps_the_consolidated_book_and_refuses_a_gap() -> None:
 
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("connector", sorted(GENERATED))
+@pytest.mark.slow
 def test_daemon_ingests_generated_frames_into_the_venues_book(connector: str) -> None:
     figures = bench_ingest_generated(connector, 300)
 

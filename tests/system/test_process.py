@@ -98,6 +98,7 @@ def test_metrics_scrape_parse_and_promtool() -> None:
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+@pytest.mark.slow
 def test_sigterm_closes_clients_with_1001_and_exits_0() -> None:
     with daemon_process() as daemon:
         wait_ready(daemon)

@@ -133,6 +133,7 @@ async def live_feeds(*venues: str) -> dict[str, Feed]:
 
 
 @pytest.mark.parametrize("batched", [False, True], ids=["frame_per_message", "batched"])
+@pytest.mark.slow
 async def test_reconstructed_books_equal_the_daemons_at_every_check(
     daemon: tuple[Daemon, Addresses], batched: bool
 ) -> None:
@@ -276,6 +277,7 @@ async def test_a_request_handled_while_updates_are_held_back_comes_after_them(
         assert [(m["venue"], m["state"]) for m in old.received if m.get("ts") == first + 1] == [("beta", "syncing")]
 
 
+@pytest.mark.slow
 async def test_a_lingering_connection_gets_what_came_within_linger_ms_in_one_write(
     daemon: tuple[Daemon, Addresses],
 ) -> None:
@@ -308,6 +310,7 @@ async def test_a_lingering_connection_gets_what_came_within_linger_ms_in_one_wri
         assert client_view(prompt, "book.BTC-USDT") == client_view(lingering, "book.BTC-USDT")
 
 
+@pytest.mark.slow
 async def test_a_shutdown_writes_what_a_lingering_connection_holds_before_closing(tmp_path: Path) -> None:
     async with running_daemon(tmp_path, VENUES.format(stale=60) + UNLIMITED) as (_, addresses):
         alpha = await scripted_plugin.feed("alpha")
@@ -478,6 +481,7 @@ async def test_stale_venue_leaves_and_rejoins_consolidation(tmp_path: Path) -> N
             ]
 
 
+@pytest.mark.slow
 async def test_crashing_connector_is_restarted_while_the_api_serves(tmp_path: Path) -> None:
     toml = VENUES.format(stale=60) + '[venues.crasher]\nconnector = "scripted"\nsymbols = ["BTC-USDT"]\ncrash = true\n'
     async with running_daemon(tmp_path, toml) as (d, addresses):

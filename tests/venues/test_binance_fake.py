@@ -41,6 +41,7 @@ def subject(futures: bool = False, symbols: tuple[str, ...] | None = None) -> Su
 
 
 @pytest.mark.parametrize("futures", [False, True], ids=["spot", "usdm"])
+@pytest.mark.slow
 async def test_conformance(futures: bool) -> None:
     """Sync, gap, drop, stall, garbage, 429 and planned reconnect (Binance has no checksum)."""
     report = await run_conformance(subject(futures))
@@ -60,6 +61,7 @@ async def test_weight_budget_limits_snapshot_requests() -> None:
         assert len(r.fake.rest_requests) == 12
 
 
+@pytest.mark.slow
 async def test_rest_429_pauses_the_whole_venue() -> None:
     async with rig(subject()) as r:
         await r.converge()
@@ -83,6 +85,7 @@ def trade_frame(trade_id: int, pair: str = "BTCUSDT") -> str:
     return orjson.dumps({"stream": f"{pair.lower()}@trade", "data": data}).decode()
 
 
+@pytest.mark.slow
 async def test_a_trades_only_connection_lost_while_handing_over_is_not_reopened() -> None:
     """The venue drops the old trades-only connection before a trade showed its successor carries
     the trades: the successor does, and reopening the old one would keep two for good."""
@@ -100,6 +103,7 @@ async def test_a_trades_only_connection_lost_while_handing_over_is_not_reopened(
         await r.until(lambda: any(isinstance(e, Trade) for e in r.feed.events))
 
 
+@pytest.mark.slow
 async def test_a_second_planned_reconnect_hands_over_once() -> None:
     """The connection that took over at one planned reconnect is the old one at the next: its
     books, no longer active, must not take themselves back from its successor."""
@@ -125,6 +129,7 @@ async def test_a_second_planned_reconnect_hands_over_once() -> None:
         await r.converge()
 
 
+@pytest.mark.slow
 async def test_a_successor_lost_before_taking_over_is_retried_as_a_successor(monkeypatch: pytest.MonkeyPatch) -> None:
     """The new connection of a planned reconnect is lost before its books are live: its retry
     still builds them privately while the old connection serves them (subscribers see no
@@ -144,6 +149,7 @@ async def test_a_successor_lost_before_taking_over_is_retried_as_a_successor(mon
         assert sum(isinstance(e, BookSnapshot) for e in r.feed.events[mark:]) == 2  # one takeover each
 
 
+@pytest.mark.slow
 async def test_a_connection_lost_while_handing_over_leaves_its_books_to_the_successor() -> None:
     """The venue drops the old connection of a planned reconnect while the successor still waits
     for its snapshots: the old one is not reopened (two connections would serve one stream, one of
@@ -161,6 +167,7 @@ async def test_a_connection_lost_while_handing_over_leaves_its_books_to_the_succ
         assert len(r.fake.connections) == 1
 
 
+@pytest.mark.slow
 async def test_a_successor_takes_over_a_book_that_resynced_during_the_handover() -> None:
     """The old connection's book hits a gap while its successor waits for its REST snapshot; the
     answer makes the successor's book live first, privately, while the old one still resyncs.
@@ -191,6 +198,7 @@ async def test_a_successor_takes_over_a_book_that_resynced_during_the_handover()
 
 
 @pytest.mark.parametrize("separate", [False, True], ids=["with-books", "trades-only"])
+@pytest.mark.slow
 async def test_a_planned_reconnect_publishes_each_trade_once(separate: bool) -> None:
     """While the old and the new connections overlap (both get every trade), a trade is published
     once: on a connection that also carries books (spot) as on a trades-only one (USD-M with
@@ -226,6 +234,7 @@ async def test_a_planned_reconnect_publishes_each_trade_once(separate: bool) -> 
         assert btc() == ["1", "2", "3", "4", "4"]
 
 
+@pytest.mark.slow
 async def test_a_book_keeps_only_the_prices_its_snapshot_covered_and_is_rebased_when_the_market_leaves_them() -> None:
     """``snapshot_limit`` 4 of a 30-level market: each snapshot covers the best 4 prices a side;
     levels sent beyond them are dropped, so the book is always the venue's top levels exactly. A

@@ -104,6 +104,7 @@ async def raw_stalled_client(port: int, request: bytes) -> socket.socket:
     return sock
 
 
+@pytest.mark.slow
 async def test_stalled_clients_are_closed_1013_and_fast_ones_keep_up(tmp_path: Path) -> None:
     toml = VENUE + "[server]\nmax_buffer_bytes = 4096\nmax_buffer_messages = 50\nslow_client_timeout = 0.5\n"
     async with running_daemon(tmp_path, toml) as (daemon, addresses):
@@ -149,6 +150,7 @@ async def test_stalled_clients_are_closed_1013_and_fast_ones_keep_up(tmp_path: P
             sock.close()
 
 
+@pytest.mark.slow
 async def test_connection_channel_frame_and_rate_limits(tmp_path: Path) -> None:
     toml = VENUE + (
         "[server]\nmax_connections_per_ip = 2\nmax_channels_per_connection = 2\n"

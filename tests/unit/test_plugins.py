@@ -25,7 +25,7 @@ from crossbook.toolkit.registry import ConnectorRegistry, RegistryError
 from crossbook.toolkit.sequence import AfterTimestamp, Consecutive, FirstLastIds, PrevLinked, SequenceRule, Unsequenced
 from crossbook.toolkit.venue import RestSnapshots, VenueProtocol
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 
 MakePlugin = Callable[[str], str]
 

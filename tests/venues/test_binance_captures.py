@@ -72,6 +72,7 @@ def check_clean(rp: Replay) -> None:
         ("binance_futures/binance_usdm_btcusdt_depth0ms_20240808.hftbacktest.gz", True, 629),
     ],
 )
+@pytest.mark.slow
 def test_hftbacktest_books_match_bookticker(path: str, futures: bool, expected: int) -> None:
     rp, matched = replay(read_hftbacktest(capture(path)), ["BTC-USDT-PERP" if futures else "BTC-USDT"], futures)
     check_clean(rp)
@@ -85,6 +86,7 @@ def test_hftbacktest_books_match_bookticker(path: str, futures: bool, expected: 
         ("binance_futures/binance_usdm_btcusdt_depth0ms_20240808.hftbacktest.gz", True, 386),
     ],
 )
+@pytest.mark.slow
 def test_books_that_keep_only_their_snapshots_prices_match_bookticker_until_the_market_leaves_them(
     path: str, futures: bool, expected: int
 ) -> None:

@@ -14,6 +14,7 @@ from crossbook_bybit.fake import BybitDialect
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 
 
+@pytest.mark.slow
 async def test_conformance() -> None:
     subject = Subject(
         venue="bybit",
