@@ -8,7 +8,7 @@ import time
 
 import orjson
 
-from crossbook.plugin import Level
+from crossbook.plugin import Level, Side, Trade
 from crossbook.testing import FakeConnection, FakeMarket, levels_text
 from crossbook_bitstamp.protocol import BOOK_CHANNEL, TRADE_CHANNEL, venue_symbol
 
@@ -68,21 +68,30 @@ class BitstampDialect:
         channel = f"{BOOK_CHANNEL}_{self.to_venue[symbol]}"
         return [dumps({"data": payload, "channel": channel, "event": "data"})]
 
-    def trade(self, symbol: str, trade_id: int, price: str, amount: str, kind: int) -> str:
-        micro = time.time_ns() // 1000
+    def trade(self, conn: FakeConnection, trade: Trade) -> list[str]:
+        """Frames carrying one trade to one connection subscribed to its symbol's trades.
+
+        A ``live_trades_{pair}`` ``trade`` event: an integer ``id``, ``type`` 0 (buy) or 1 (sell)
+        the aggressor's side, whose order id is the newer (larger) one; float ``price`` and
+        ``amount`` with their exact ``*_str`` texts; time in seconds and microseconds.
+        """
+        micro = (trade.venue_ns if trade.venue_ns is not None else trade.recv_ns) // 1000
+        price, amount = format(trade.price, "f"), format(trade.size, "f")
+        taker, maker = 1_443_875_737_346_049, 1_443_875_731_320_832
         data = {
-            "id": trade_id,
+            "id": int(trade.trade_id),
             "timestamp": str(micro // 1_000_000),
             "amount": float(amount),
             "amount_str": amount,
             "price": float(price),
             "price_str": price,
-            "type": kind,
+            "type": 0 if trade.side is Side.BUY else 1,
             "microtimestamp": str(micro),
-            "buy_order_id": 2 if kind == 0 else 1,
-            "sell_order_id": 1 if kind == 0 else 2,
+            "buy_order_id": taker if trade.side is Side.BUY else maker,
+            "sell_order_id": maker if trade.side is Side.BUY else taker,
         }
-        return dumps({"data": data, "channel": f"{TRADE_CHANNEL}_{self.to_venue[symbol]}", "event": "trade"})
+        channel = f"{TRADE_CHANNEL}_{self.to_venue[trade.symbol]}"
+        return [dumps({"data": data, "channel": channel, "event": "trade"})]
 
     def rest(self, path: str, params: dict[str, str]) -> tuple[int, str]:
         m = ORDER_BOOK_PATH.fullmatch(path)

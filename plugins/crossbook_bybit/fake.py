@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from crossbook.plugin import Level
+from crossbook.plugin import Level, Side, Trade
 from crossbook.testing import FakeConnection, FakeMarket
 from crossbook_bybit.protocol import venue_symbol
 
@@ -37,6 +37,12 @@ class BybitDialect:
         for topic in msg.get("args", []):
             kind, _, venue = topic.rpartition(".")
             symbol = self.from_venue.get(venue)
+            if symbol is not None and kind == "publicTrade":
+                if op == "unsubscribe":
+                    conn.trades.discard(symbol)
+                else:
+                    conn.trades.add(symbol)
+                continue
             if symbol is None or not kind.startswith("orderbook"):
                 continue
             if op == "unsubscribe":
@@ -59,6 +65,31 @@ class BybitDialect:
 
     def encode(self, conn: FakeConnection, symbol: str, payload: Any, *, skip: bool = False) -> list[str]:
         return [] if skip else [payload]
+
+    def trade(self, conn: FakeConnection, trade: Trade) -> list[str]:
+        """Frames carrying one trade to one connection subscribed to its symbol's trades.
+
+        A ``publicTrade.{symbol}`` message (its ``type`` is always ``snapshot``) of one trade:
+        ``S`` the taker's side (``Buy``/``Sell``), ``i`` the trade id as a string, ``T`` and
+        ``ts`` in milliseconds, ``seq`` the cross sequence of the book's last update.
+        """
+        venue = self.to_venue[trade.symbol]
+        ms = (trade.venue_ns if trade.venue_ns is not None else trade.recv_ns) // 1_000_000
+        buy = trade.side is Side.BUY
+        data = {
+            "T": ms,
+            "s": venue,
+            "S": "Buy" if buy else "Sell",
+            "v": format(trade.size, "f"),
+            "p": format(trade.price, "f"),
+            "L": "PlusTick" if buy else "MinusTick",
+            "i": trade.trade_id,
+            "BT": False,
+            "RPI": False,
+            "seq": self.u[trade.symbol] * 7,
+        }
+        msg = {"topic": f"publicTrade.{venue}", "type": "snapshot", "ts": ms, "data": [data]}
+        return [orjson.dumps(msg).decode()]
 
     def rest(self, path: str, params: dict[str, str]) -> tuple[int, str]:
         return 404, "{}"

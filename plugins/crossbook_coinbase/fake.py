@@ -9,16 +9,23 @@ from decimal import Decimal
 
 import orjson
 
-from crossbook.plugin import Level
+from crossbook.plugin import Level, Side, Trade
 from crossbook.testing import FakeConnection, FakeMarket
 
 Updates = list[dict[str, str]]
 
 
-def now_rfc3339() -> str:
-    ns = time.time_ns()
+AGGRESSOR_TO_MAKER = {Side.BUY: "SELL", Side.SELL: "BUY"}
+
+
+def rfc3339(ns: int, digits: int = 9) -> str:
+    """``2026-08-09T21:05:48.483587501Z`` (``digits`` of the fraction kept)."""
     whole = datetime.fromtimestamp(ns // 1_000_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{whole}.{ns % 1_000_000_000:09d}Z"
+    return f"{whole}.{f'{ns % 1_000_000_000:09d}'[:digits]}Z"
+
+
+def now_rfc3339() -> str:
+    return rfc3339(time.time_ns())
 
 
 def updates(bids: list[Level], asks: list[Level], when: str) -> Updates:
@@ -87,16 +94,23 @@ class CoinbaseDialect:
     def heartbeat(self, conn: FakeConnection) -> str:
         return self._frame(conn, "heartbeats", [{"current_time": now_rfc3339(), "heartbeat_counter": 1}])
 
-    def trade(self, conn: FakeConnection, symbol: str, trade_id: int, price: str, size: str, maker_side: str) -> str:
+    def trade(self, conn: FakeConnection, trade: Trade) -> list[str]:
+        """Frames carrying one trade to one connection subscribed to its symbol's trades.
+
+        A ``market_trades`` ``update`` event of one trade, numbered in the connection's
+        ``sequence_num`` like every other message: ``side`` is the *maker's* (the aggressor's
+        opposite), ``trade_id`` a string, ``time`` RFC 3339 in microseconds.
+        """
+        ns = trade.venue_ns if trade.venue_ns is not None else trade.recv_ns
         t = {
-            "product_id": symbol,
-            "trade_id": str(trade_id),
-            "price": price,
-            "size": size,
-            "time": now_rfc3339(),
-            "side": maker_side,
+            "product_id": trade.symbol,
+            "trade_id": trade.trade_id,
+            "price": format(trade.price, "f"),
+            "size": format(trade.size, "f"),
+            "time": rfc3339(ns, 6),
+            "side": AGGRESSOR_TO_MAKER[trade.side],
         }
-        return self._frame(conn, "market_trades", [{"type": "update", "trades": [t]}])
+        return [self._frame(conn, "market_trades", [{"type": "update", "trades": [t]}])]
 
     def rest(self, path: str, params: dict[str, str]) -> tuple[int, str]:
         return 404, '{"error":"NOT_FOUND"}'

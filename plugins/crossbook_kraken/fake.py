@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import orjson
 
-from crossbook.plugin import Level
+from crossbook.plugin import Level, Side, Trade
 from crossbook.testing import FakeConnection, FakeMarket, L2Book
 from crossbook_kraken.protocol import DEPTHS, checksum, venue_symbol
 
@@ -44,6 +45,11 @@ class KrakenDialect:
             result = {"channel": params.get("channel"), "symbol": venue}
             if params.get("channel") != "book":
                 out.append(orjson.dumps({"method": method, "result": result, "success": True}).decode())
+                if params.get("channel") == "trade" and symbol is not None:
+                    if method == "unsubscribe":
+                        conn.trades.discard(symbol)
+                    else:
+                        conn.trades.add(symbol)
                 continue
             if symbol is None or depth not in DEPTHS or depth == self.refuse_depth:
                 error = "Subscription depth not supported" if symbol else "Currency pair not supported"
@@ -93,6 +99,24 @@ class KrakenDialect:
         if skip or not (bids or asks):
             return []
         return [self._book("update", venue_symbol(symbol), bids, asks, view)]
+
+    def trade(self, conn: FakeConnection, trade: Trade) -> list[str]:
+        """Frames carrying one trade to one connection subscribed to its symbol's trades.
+
+        A ``trade`` ``update`` of one trade: ``side`` the taker's (``buy``/``sell``), ``price`` and
+        ``qty`` bare JSON numbers with the Decimals' exact text, ``trade_id`` an integer,
+        ``timestamp`` RFC 3339 in microseconds.
+        """
+        ns = trade.venue_ns if trade.venue_ns is not None else trade.recv_ns
+        whole = datetime.fromtimestamp(ns // 1_000_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        stamp = f"{whole}.{ns % 1_000_000_000 // 1000:06d}Z"
+        side = "buy" if trade.side is Side.BUY else "sell"
+        data = (
+            f'{{"symbol":"{venue_symbol(trade.symbol)}","side":"{side}","price":{format(trade.price, "f")},'
+            f'"qty":{format(trade.size, "f")},"ord_type":"market","trade_id":{int(trade.trade_id)},'
+            f'"timestamp":"{stamp}"}}'
+        )
+        return [f'{{"channel":"trade","type":"update","data":[{data}]}}']
 
     def rest(self, path: str, params: dict[str, str]) -> tuple[int, str]:
         return 404, "{}"

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from crossbook.plugin import Level
+from crossbook.plugin import Level, Side, Trade
 from crossbook.testing import FakeConnection, FakeMarket
 from crossbook_okx.protocol import venue_symbol
 
@@ -36,6 +36,12 @@ class OkxDialect:
         for arg in msg.get("args", []):
             out.append(orjson.dumps({"event": msg["op"], "arg": arg, "connId": "fake"}).decode())
             symbol = self.from_venue.get(arg.get("instId", ""))
+            if arg.get("channel") == "trades" and symbol is not None:
+                if msg["op"] == "unsubscribe":
+                    conn.trades.discard(symbol)
+                else:
+                    conn.trades.add(symbol)
+                continue
             if arg.get("channel") != "books" or symbol is None:
                 continue
             if msg["op"] == "unsubscribe":
@@ -69,6 +75,25 @@ class OkxDialect:
 
     def encode(self, conn: FakeConnection, symbol: str, payload: Any, *, skip: bool = False) -> list[str]:
         return [] if skip else [payload]
+
+    def trade(self, conn: FakeConnection, trade: Trade) -> list[str]:
+        """Frames carrying one trade to one connection subscribed to its symbol's trades.
+
+        A ``trades`` push of one trade: ``side`` the taker's (``buy``/``sell``), ``tradeId``,
+        ``px``, ``sz`` and ``ts`` (milliseconds) strings, ``count`` the trades it aggregates.
+        """
+        inst = venue_symbol(trade.symbol)
+        ns = trade.venue_ns if trade.venue_ns is not None else trade.recv_ns
+        data = {
+            "instId": inst,
+            "tradeId": trade.trade_id,
+            "px": format(trade.price, "f"),
+            "sz": format(trade.size, "f"),
+            "side": "buy" if trade.side is Side.BUY else "sell",
+            "ts": str(ns // 1_000_000),
+            "count": "1",
+        }
+        return [orjson.dumps({"arg": {"channel": "trades", "instId": inst}, "data": [data]}).decode()]
 
     def rest(self, path: str, params: dict[str, str]) -> tuple[int, str]:
         symbol = self.from_venue.get(params.get("instId", ""))

@@ -35,8 +35,6 @@ def subject(futures: bool = False, symbols: tuple[str, ...] | None = None) -> Su
             {"ws_url": fake.ws_url, "rest_url": fake.rest_url} | ({"trades_ws_url": None} if futures else {})
         ),
         symbols=symbols or (("BTC-USDT-PERP", "ETH-USDT-PERP") if futures else ("BTC-USDT", "ETH-USDT")),
-        rest_snapshots=True,
-        planned_reconnects=True,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 
 import anyio
@@ -31,19 +32,16 @@ def subject() -> Subject:
         dialect=BitstampDialect,
         config=lambda fake: {"ws_url": fake.ws_url, "rest_url": fake.rest_url},
         symbols=SYMBOLS,
-        rest_snapshots=True,
-        detects_gaps=False,
-        planned_reconnects=True,
     )
 
 
 @pytest.mark.slow
 async def test_conformance() -> None:
-    """Sync, drop, stall, garbage, 429 and the venue's ``bts:request_reconnect``. A lost diff cannot
-    be seen (no sequence numbers, no checksum): the gap and checksum scenarios do not apply."""
+    """Sync, drop, stall, garbage, trades, 429 and the venue's ``bts:request_reconnect``. A lost diff
+    cannot be seen (no sequence numbers, no checksum): the kit skips the gap and checksum scenarios."""
     report = await run_conformance(subject())
     assert report.failures == {}, str(report)
-    assert report.passed == ["sync", "drop", "stall", "garbage", "rest_429", "planned_reconnect"]
+    assert report.passed == ["sync", "drop", "stall", "garbage", "trades", "rest_429", "planned_reconnect"]
     assert report.skipped.keys() == {"gap", "checksum"}
 
 
@@ -92,8 +90,14 @@ async def test_trades_and_unreadable_diffs() -> None:
         dialect = r.fake.dialect
         assert isinstance(dialect, BitstampDialect)
         assert all(c.trades == set(SYMBOLS) for c in r.fake.connections)
-        await r.fake.send_all(dialect.trade("ETH-USD", 216000477, "3805.44", "0.07920000", 0))
-        await r.fake.send_all(dialect.trade("ETH-USD", 216000484, "3802.93", "0.93100000", 1))
+        for trade in (
+            Trade("ETH-USD", Decimal("3805.44"), Decimal("0.07920000"), Side.BUY, "216000477", time.time_ns()),
+            Trade("ETH-USD", Decimal("3802.93"), Decimal("0.93100000"), Side.SELL, "216000484", time.time_ns()),
+        ):
+            for conn in r.fake.connections:
+                assert conn.ws is not None
+                for frame in dialect.trade(conn, trade):
+                    await conn.ws.send(frame)
         with anyio.fail_after(5):
             await r.feed.wait_for(lambda: sum(isinstance(e, Trade) for e in r.feed.events) >= 2)
         trades = [e for e in r.feed.events if isinstance(e, Trade)]

@@ -26,7 +26,7 @@ async def test_conformance() -> None:
     )
     report = await run_conformance(subject)
     assert report.failures == {}, str(report)
-    assert set(report.passed) == {"sync", "gap", "drop", "stall", "garbage"}
+    assert set(report.passed) == {"sync", "gap", "drop", "stall", "garbage", "trades"}
 
 
 def test_category_sets_the_default_url() -> None:
@@ -36,7 +36,7 @@ def test_category_sets_the_default_url() -> None:
 
 
 def test_a_later_snapshot_and_u_1_reset_the_book() -> None:
-    from crossbook.core.model import BookSnapshot
+    from crossbook.core.model import BookSnapshot, BookState
     from crossbook.testing.replay import Replay
     from crossbook.toolkit.sequence import Consecutive
     from crossbook.toolkit.sync import BookSync
@@ -60,3 +60,4 @@ def test_a_later_snapshot_and_u_1_reset_the_book() -> None:
     assert rp.syncs["BTC-USDT"].book.bids() == [(Decimal("81"), Decimal("1")), (Decimal("80"), Decimal("1"))]
     assert rp.resync_reasons() == {}
     assert sum(isinstance(e, BookSnapshot) for e in rp.events) == 3
+    assert rp.states("BTC-USDT") == [BookState.SYNCING, BookState.LIVE], "as the daemon reports them"

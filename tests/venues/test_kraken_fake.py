@@ -25,10 +25,6 @@ def subject(depth: int = 10, refuse_depth: int | None = None) -> Subject:
         dialect=dialect,
         config=lambda fake: {"ws_url": fake.ws_url, "depth": depth},
         symbols=("BTC-USD", "ETH-USD"),
-        checksums=True,
-        gap_reasons=("checksum",),
-        depth=depth,
-        market_levels=30,
     )
 
 
@@ -38,7 +34,7 @@ async def test_conformance() -> None:
     drop, stall, garbage: the scenarios that apply to Kraken."""
     report = await run_conformance(subject())
     assert report.failures == {}, str(report)
-    assert set(report.passed) == {"sync", "gap", "checksum", "drop", "stall", "garbage"}
+    assert set(report.passed) == {"sync", "gap", "checksum", "drop", "stall", "garbage", "trades"}
 
 
 async def test_refused_subscription_takes_only_that_book_down() -> None:

@@ -8,12 +8,13 @@ import logging
 import sys
 from collections.abc import Sequence
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import anyio
 
 from crossbook import __version__, compiled
-from crossbook.service import logs
+from crossbook.service import logs, scaffold
 from crossbook.service.config import Config, ConfigError, Venue, load
 from crossbook.service.plugins import PluginError, load_connectors
 from crossbook.toolkit.registry import ConnectorRegistry, RegistryError
@@ -62,6 +63,15 @@ def _parser() -> argparse.ArgumentParser:
         )
     venues = sub.add_parser("venues", help="list the connectors plugins provide", parents=[common])
     venues.add_argument("--config", metavar="PATH", help="config whose plugin settings apply")
+    plugin = sub.add_parser("plugin", help="write a connector plugin package", parents=[common])
+    actions = plugin.add_subparsers(dest="action", metavar="ACTION", required=True)
+    new = actions.add_parser(
+        "new",
+        help="write crossbook-NAME/, a working plugin with a fake venue and a conformance test",
+        parents=[common],
+    )
+    new.add_argument("name", metavar="NAME", help="the connector id, e.g. gemini")
+    new.add_argument("--dir", metavar="PATH", default=".", help="where to write it (default: here)")
     return parser
 
 
@@ -98,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logs.setup(args.verbose - args.quiet, args.log_format)
     command = args.command or "run"
+    if command == "plugin":
+        return _new_plugin(args.name, Path(args.dir))
     path = getattr(args, "config", None)
     try:
         if command == "venues":
@@ -119,6 +131,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         log.error("cannot start: %s", exc)
         return 1
+    return 0
+
+
+def _new_plugin(name: str, parent: Path) -> int:
+    try:
+        root = scaffold.write(name, parent)
+    except (scaffold.ScaffoldError, OSError) as exc:
+        print(f"crossbook: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {root}/, a plugin package with the connector {name!r}; to see it pass:")
+    print(f"  pip install -e {root}")
+    print(f"  python -m pytest {root}")
+    print("  crossbook venues")
+    print("then make its protocol speak your venue (crossbook_*/__init__.py) and its fake (fake.py).")
     return 0
 
 

@@ -14,6 +14,9 @@ from crossbook.core.model import Level
 
 
 class FakeMarket:
+    """One :class:`L2Book` per symbol (``books``), ``levels`` a side around ``mid`` (in ticks of
+    0.01), moved by random level changes from a seeded generator: the same seed, the same market."""
+
     def __init__(self, symbols: list[str], *, seed: int = 1, levels: int = 30, mid: int = 100_000) -> None:
         self.rng = random.Random(seed)
         self.books = {s: L2Book() for s in symbols}

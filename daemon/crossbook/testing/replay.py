@@ -1,8 +1,9 @@
 """Replay frames through a connector's sans-I/O parts, without a network.
 
-A :class:`Replay` holds a venue protocol and one :class:`~crossbook.toolkit.sync.BookSync` per symbol,
-as the streaming toolkit would, and records every event they produce. REST snapshots are
-delivered when the test (or the capture) provides them.
+A :class:`Replay` holds a venue protocol and one :class:`~crossbook.plugin.BookSync` per symbol,
+as the streaming toolkit would, and records every event they produce; an engine takes them as
+the daemon's does, so book states read as the daemon reports them. REST snapshots are delivered
+when the test (or the capture) provides them.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import cast
 
-from crossbook.core.model import BookState, Event, Trade, VenueStatus
+from crossbook.core.changes import StatusChange
+from crossbook.core.engine import Engine
+from crossbook.core.model import BookState, Event, Trade
 from crossbook.toolkit.sync import Action, BookSync, FetchSnapshot, Resubscribe
 from crossbook.toolkit.venue import (
     PARSE_ERRORS,
@@ -23,12 +26,20 @@ from crossbook.toolkit.venue import (
     VenueProtocol,
 )
 
+VENUE = "replay"
+
 
 class Replay:
+    """One connection's frames (and REST snapshots) through a protocol and its book syncs."""
+
     def __init__(self, protocol: VenueProtocol, make_sync: Callable[[str], BookSync], symbols: Sequence[str]) -> None:
         self.protocol = protocol
         self.syncs = {s: make_sync(s) for s in symbols}
         self.conn = ConnectionState()
+        self.engine = Engine({VENUE: tuple(symbols)}, stale_after_ns=2**62, watched=set())
+        self.changes: list[StatusChange] = []
+        """Every book state change, as the daemon reports it (``status`` messages, metrics)."""
+        self._ingested = 0
         self.events: list[Event] = []
         self.outputs: list[Output] = []
         self.snapshots_wanted: set[str] = set()
@@ -44,6 +55,7 @@ class Replay:
             actions: list[Action] = []
             sync.start(now_ns, self.events, actions)
             self._actions(actions)
+        self._ingest(now_ns)
 
     def frame(self, data: str | bytes, recv_ns: int) -> list[Output]:
         try:
@@ -65,6 +77,7 @@ class Replay:
                 for symbol in (out.symbol,) if out.symbol else tuple(self.syncs):
                     self.syncs[symbol].fail(out.reason, recv_ns, self.events, actions)
             self._actions(actions)
+        self._ingest(recv_ns)
         return outputs
 
     def snapshot(self, symbol: str, body: str | bytes, recv_ns: int) -> None:
@@ -75,6 +88,14 @@ class Replay:
         actions: list[Action] = []
         self.syncs[symbol].on_snapshot(snap, self.events, actions)
         self._actions(actions)
+        self._ingest(recv_ns)
+
+    def _ingest(self, now_ns: int) -> None:
+        """The events not yet ingested, into the engine, as the daemon takes them."""
+        fresh = self.events[self._ingested :]
+        self._ingested = len(self.events)
+        if fresh:
+            self.changes += self.engine.ingest(VENUE, fresh, now_ns).statuses
 
     def _actions(self, actions: list[Action]) -> None:
         for action in actions:
@@ -83,8 +104,13 @@ class Replay:
             elif isinstance(action, Resubscribe):
                 self.resubscribes.append(action.sync.symbol)
 
-    def statuses(self) -> list[VenueStatus]:
-        return [e for e in self.events if isinstance(e, VenueStatus)]
+    def statuses(self, symbol: str | None = None) -> list[StatusChange]:
+        """The book state changes (of ``symbol``'s book), as the daemon reports them."""
+        return [c for c in self.changes if symbol is None or c.symbol == symbol]
+
+    def states(self, symbol: str) -> list[BookState]:
+        return [c.state for c in self.statuses(symbol)]
 
     def resync_reasons(self) -> Counter[str]:
-        return Counter(e.reason for e in self.statuses() if e.state is BookState.SYNCING and e.reason is not None)
+        """Resyncs by reason, as ``crossbook_resyncs_total`` counts them."""
+        return Counter(c.reason for c in self.changes if c.state is BookState.SYNCING and c.reason)

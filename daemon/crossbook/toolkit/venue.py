@@ -114,7 +114,10 @@ class HttpRequest:
 
 
 class ConnectionState:
-    """Scratch space a parser may keep per connection (e.g. Coinbase's ``sequence_num``)."""
+    """Scratch space a parser keeps per connection in ``values``: a new, empty one comes with
+    every connection (and every reconnect). What a parser learns on one connection lives here:
+    a per-connection sequence number, or which symbols already had their snapshot, which is how
+    a venue that sends no sequence ids tells a snapshot from an update."""
 
     def __init__(self) -> None:
         self.values: dict[str, Any] = {}
@@ -127,13 +130,26 @@ toolkit counts such a frame in ``crossbook_skipped_events_total`` and skips it."
 
 
 class VenueProtocol(Protocol):
-    """A venue's wire protocol, sans I/O. One instance per configured venue."""
+    """A venue's wire protocol, sans I/O: parse frames, build requests; never a socket, a sleep or a
+    clock. One instance per configured venue, run by :class:`~crossbook.plugin.StreamingConnector`.
 
-    snapshot_source: SnapshotSource
-    ping_interval: float | None
-    """Seconds between WebSocket protocol pings (``None``: the venue pings us)."""
-    idle_timeout: float
-    """Seconds without any frame before the connection is declared stalled and replaced."""
+    The three settings below are read, never written: plain class attributes satisfy them.
+    """
+
+    @property
+    def snapshot_source(self) -> SnapshotSource:
+        """Where a book's snapshot comes from: in the stream after subscribing, or over REST
+        (then the protocol implements :class:`RestSnapshots` too)."""
+
+    @property
+    def ping_interval(self) -> float | None:
+        """Seconds between pings (``None``: the venue pings us): WebSocket pings, or the frame
+        :meth:`app_ping` gives."""
+
+    @property
+    def idle_timeout(self) -> float:
+        """Seconds without any frame before the connection counts as stalled and is replaced
+        (its books resync with reason ``stale``)."""
 
     def streams(self, symbols: Sequence[str]) -> list[Stream]:
         """Split symbols over connections within the venue's per-connection limits."""
@@ -142,9 +158,10 @@ class VenueProtocol(Protocol):
         """Turn one received frame into outputs. Raise ``ValueError`` for a frame it cannot read."""
 
     def resubscribe(self, symbols: Sequence[str]) -> list[str] | None:
-        """Frames that make the venue send these symbols' books afresh, or ``None`` to reconnect.
-        All the symbols one frame or one gap put out of sync come in one call: a venue that takes
-        several symbols a message needs few messages (Coinbase allows 8 a second)."""
+        """Frames that make the venue send these symbols' books afresh on the open connection, or
+        ``None`` when it cannot: then a resync is a reconnect (a new connection, every book of
+        the old one resyncing). All the symbols one frame or one gap put out of sync come in one
+        call: a venue that takes several symbols a message needs few messages."""
 
     def app_ping(self) -> str | None:
         """An application-level ping frame to send every ``ping_interval`` (``None``: protocol ping)."""
