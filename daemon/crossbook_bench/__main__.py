@@ -25,7 +25,10 @@ Bounded scenarios, all on this machine (loopback only), printed as a table and a
    subscriber in the hub, the daemon's RSS per idle WebSocket subscriber, and its RSS after an
    hour of the venue's time (the ``ingest`` recording replayed, ~11 rounds) and after each round.
 7. ``captures``: every built-in connector's parser and book syncs on its real captures.
-8. ``versus``: crossbook against cryptofeed on the same stream (:mod:`crossbook_bench.versus`).
+8. ``versus``: crossbook against cryptofeed on the same stream (:mod:`crossbook_bench.versus`), the
+   daemon with one unbatched subscriber of ``book``/``bbo``, cryptofeed's newest release on a Python
+   that can run it: CPU per frame with the frames served as fast as each reads (``--rounds``) and
+   paced at 1,000 frames/s, each frame alone.
 9. ``stages``: the ``ingest`` frames in this process, no sockets: µs per frame in parse + book
    sync, in the engine (venue and consolidated books), and in the hub (views, diffs, encoding
    for one session of ``book`` and ``bbo``): where a frame's time goes, without I/O. Beside them,

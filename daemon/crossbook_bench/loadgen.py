@@ -268,6 +268,12 @@ class FakeBinance:
     recording: Recording
     rate: float | None = None
     """Frames per second, or ``None``: as fast as the client reads."""
+    alone: bool = False
+    """Paced, each frame alone: never sent at once after the one before to catch up with the pace,
+    but at least half an interval after it (so the venue catches up at up to twice its rate), and
+    the waits timed by a thread's ``time.sleep``, not by the event loop's timers, which fire up to
+    a millisecond late (epoll's resolution): at 1,000 frames/s those leave the venue behind its
+    pace for good, or, catching up, send ~1 frame in 5 at once after the one before."""
     pid: int | None = None
     """The consumer's process, whose CPU time is read when serving starts."""
     ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -278,6 +284,9 @@ class FakeBinance:
     """A frame to send after the recording (see ``SENTINEL``)."""
     connections: int = 0
     sent: int = 0
+    bunched: int = 0
+    """Paced: frames followed at once by the next, the venue being behind its pace (so the client
+    may read the two together); none with ``alone``."""
     requests: list[str] = field(default_factory=list)
 
     @contextlib.asynccontextmanager
@@ -317,8 +326,13 @@ class FakeBinance:
                 self.sent += 1
                 if self.rate is not None:
                     delay = start + self.sent / self.rate - loop.time()
-                    if delay > 0:
+                    if self.alone:
+                        delay = max(delay, 0.5 / self.rate)
+                        await loop.run_in_executor(None, time.sleep, delay)
+                    elif delay > 0:
                         await asyncio.sleep(delay)
+                    else:
+                        self.bunched += 1
                 elif self.sent & 31 == 0:
                     await asyncio.sleep(0)  # let the REST snapshot through while the client keeps reading
             if self.sentinel is not None:

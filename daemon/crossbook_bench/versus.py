@@ -1,33 +1,70 @@
-"""crossbook against cryptofeed:
-``python -m crossbook_bench.versus [--rounds R] [--pairs P] [--limit N] [--no-cryptofeed]``.
+"""crossbook against cryptofeed: ``python -m crossbook_bench.versus [--rounds R] [--pairs P]
+[--paced-rate F] [--paced-rounds R] [--limit N] [--no-cryptofeed] [--venv PREFIX]``.
 
 Both consume the same recorded Binance spot depth stream (``CAPTURE`` in ``shared/captures``)
 from a fake Binance on 127.0.0.1 that speaks the real wire protocol: the combined-stream
 WebSocket, REST ``/api/v3/depth`` (the recorded snapshot) and ``/api/v3/exchangeInfo`` (which
-cryptofeed reads for its symbol map). The venue pushes the recorded diffs as fast as the client
-reads. Each consumer is a child process, one at a time, each with a fresh venue: the daemon as
-deployed (one ``binance`` venue), and cryptofeed's ``FeedHandler`` with its ``Binance`` L2 book
-feed, run from its own venv (``CRYPTOFEED_VENV``, installed on first use) so that cryptofeed never
-becomes a crossbook dependency.
+cryptofeed reads for its symbol map). Each consumer is a child process, one at a time, each with a
+fresh venue: the daemon as deployed (one ``binance`` venue, and one API client, below), and
+cryptofeed's ``FeedHandler`` with its ``Binance`` L2 book feed and one book callback.
+
+Two regimes, each reported on its own:
+
+- ``backlog``: the venue pushes the frames as fast as the client reads them, so a client that
+  falls behind finds several waiting and reads them together: a backlog drained flat out. Its
+  figures are throughput and CPU per frame at full load. ``rounds`` (20) rounds of the recording.
+- ``paced``: the venue sends one frame, then the next only at a steady ``paced_rate`` (1,000
+  frames/s; ``loadgen.FakeBinance``'s ``rate``, as the bench's ``latency`` scenario), not the
+  recording's own timing: a steady rate is the same for every run and far above the recording's
+  ~10 frames/s, so a run is short, yet each frame arrives alone and is processed alone, as on a
+  live connection. The venue never sends two frames back to back to catch up with its pace
+  (``FakeBinance.alone``: at least half an interval between two; without it ~1 frame in 5 went
+  out at once after a late timer), so it may fall a little behind the rate (``messages_per_s``).
+  Wall time is then the venue's, so the figure is CPU per frame (a wake-up, a read and, for the
+  daemon, writes for each frame). ``paced_rounds`` (3: ~10,350 frames, ~10 s a run) rounds.
 
 The capture has ~3,450 diffs after its snapshot: too few to time a fast consumer with CPU
 accounting in 10 ms ticks. ``rounds`` repeats them, each repeat led by one diff that puts the
 book back exactly to the snapshot (it zeroes the levels the previous round added), then the
 recorded diffs with their update ids shifted to stay contiguous. Every consumer gets the same
-frames and must end on the same book, which is checked.
+frames and must end on the same book, which is checked (``book_ok``) in both regimes.
+
+The daemon has exactly one subscriber, as deployed with one consumer: a WebSocket client of the
+consolidated ``book.BTC-USDT`` at depth 20 and ``bbo.BTC-USDT``, not batched (``?batch=1`` is an
+opt-in; a normal client does not ask for it, so each message is its own frame). Its figures so
+include serving that client (diffing, encoding, writing); cryptofeed's include only calling its
+callback, which hands the book to nothing.
+
+cryptofeed runs from its own venv, never crossbook's (so it never becomes a crossbook dependency),
+created on first use under ``~/.cache/crossbook/`` as ``bench-cryptofeed-py<X.Y>-cryptofeed<V>``
+(the Python's and cryptofeed's versions in the name, so that a venv of another Python or release
+is never reused). Its current release, 3.0.1, requires Python >= 3.13 (its ``Requires-Python``),
+while crossbook runs on 3.11: so the first of these found on the machine is used
+(``CRYPTOFEED_RELEASES``): a Python 3.13 with cryptofeed 3.0.1, else a Python 3.12 with 2.5.0 (the
+newest release 3.12 can install); pyenv's installed versions are looked at even when not
+selected, then ``python3.13``/``python3.12`` on ``PATH``. Only without either, the Python running
+this with 2.4.1 (the newest for 3.11), and the result says so (``cryptofeed_note``). uvloop is
+installed beside it, which the runner enables (cryptofeed's ``uvloop`` option). The result and the
+table say which cryptofeed and which Python ran (``cryptofeed_version``, ``cryptofeed_python``).
 
 The window of each run starts when the venue starts serving the connected client (the REST
 snapshot is held until then, so both sync inside the window) and ends when the client has
 processed the last frame: cryptofeed's runner reports the monotonic time of its last book
-callback; the daemon's end is seen by polling its metrics (faster near the end), so crossbook's
-wall time errs long by a poll. CPU is the child's utime + stime from ``/proc`` over the window,
-all threads included, measured the same way for both.
+callback; the daemon's end is seen by polling its metrics (faster near the end; paced, when the
+venue has sent each round's frames), so crossbook's wall time errs long by a poll. CPU is the
+child's utime + stime from ``/proc`` over the window, all threads included, measured the same way
+for both.
 
 This machine's speed drifts by up to 2x within minutes, so a ratio is only as good as the two
-runs behind it being side by side: ``pairs`` runs both that many times, in turn (crossbook first
-in the first pair, cryptofeed first in the second, and so on, so that a steady drift favours
-neither), and the pair with the median throughput ratio is reported (the upper of the middle two
-for an even number), with every pair's ratio.
+runs behind it being side by side: ``pairs`` runs both that many times in each regime, in turn
+(crossbook first in the first pair, cryptofeed first in the second, and so on, so that a steady
+drift favours neither), and the pair with the median ratio is reported (the upper of the middle
+two for an even number), with every pair's ratio: by throughput for ``backlog`` (as before), by
+CPU per frame for ``paced`` (where both keep the venue's pace). Ratios are crossbook's advantage:
+``throughput`` is crossbook's frames/s over cryptofeed's, ``cpu_per_message`` cryptofeed's CPU per
+frame over crossbook's (above 1, crossbook uses less). The result keeps the ``backlog`` regime at
+its top level (``crossbook``, ``cryptofeed``, ``ratio``, ...), where it was before the ``paced``
+regime came, which is under ``paced``.
 """
 
 from __future__ import annotations
@@ -35,10 +72,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
+import platform
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
@@ -68,7 +111,19 @@ from crossbook_bench.loadgen import (
 from crossbook_bench.loadgen import subscribers as subscribers_of
 
 CRYPTOFEED_VENV = Path.home() / ".cache" / "crossbook" / "bench-cryptofeed"
+"""The prefix of cryptofeed's venvs: ``-py<X.Y>-cryptofeed<V>`` is appended (:func:`cryptofeed_python`)."""
+CRYPTOFEED_RELEASES = (("3.13", "3.0.1"), ("3.12", "2.5.0"))
+"""(Python, cryptofeed release) tried in turn: the newest release each Python can install (3.0.x
+requires Python >= 3.13, 2.5.0 >= 3.12)."""
+CRYPTOFEED_FALLBACK = "2.4.1"
+"""On the Python running this when none of ``CRYPTOFEED_RELEASES``' is found: the newest for 3.11."""
 LIVE = 4.0
+SUBSCRIBERS = 1
+"""The daemon's API clients in the comparison: one, of ``book`` (at ``DEPTH``) and ``bbo``, not batched."""
+DEPTH = 20
+PACED_RATE = 1000.0
+"""The ``paced`` regime's frames per second."""
+PACED_ROUNDS = 3
 
 
 def _figures(recording: Recording, seconds: float, cpu: float) -> dict[str, Any]:
@@ -87,10 +142,20 @@ def _figures(recording: Recording, seconds: float, cpu: float) -> dict[str, Any]
 # -- crossbook ------------------------------------------------------------------------------------
 
 
-async def run_crossbook(recording: Recording, max_seconds: float = 120.0, subscribers: int = 0) -> dict[str, Any]:
+async def run_crossbook(
+    recording: Recording,
+    max_seconds: float = 120.0,
+    subscribers: int = 0,
+    *,
+    rate: float | None = None,
+    batch: bool = True,
+    depth: int = DEPTH,
+) -> dict[str, Any]:
     """The daemon in a child process with one ``binance`` venue on the fake venue, and
-    ``subscribers`` batched API clients of ``book`` and ``bbo`` (so deltas are encoded too)."""
-    venue = FakeBinance(recording, sentinel=SENTINEL)
+    ``subscribers`` API clients of ``book`` (``depth`` levels) and ``bbo`` (so deltas are encoded
+    too), batched (``?batch=1``) or not. The venue serves ``rate`` frames a second, or as fast as
+    the daemon reads (``None``)."""
+    venue = FakeBinance(recording, rate=rate, alone=rate is not None, sentinel=SENTINEL)
     n = len(recording.frames)
     with tempfile.TemporaryDirectory() as tmp, (Path(tmp) / "daemon.log").open("w+") as log:
         async with venue.serving() as port:
@@ -98,7 +163,8 @@ async def run_crossbook(recording: Recording, max_seconds: float = 120.0, subscr
             venue.pid = proc.pid
             try:
                 api, metrics = await asyncio.to_thread(daemon_ports, proc)
-                subs = await subscribers_of(api, subscribers, [f"book.{SYMBOL}", f"bbo.{SYMBOL}"], batch=True)
+                channels = [f"book.{SYMBOL}", f"bbo.{SYMBOL}"]
+                subs = await subscribers_of(api, subscribers, channels, batch=batch, depth=depth)
                 rss = [(0.0, rss_bytes(proc.pid))]
                 venue.ready.set()
                 deadline = time.monotonic() + max_seconds
@@ -112,8 +178,12 @@ async def run_crossbook(recording: Recording, max_seconds: float = 120.0, subscr
                         break
                     if proc.poll() is not None or now > deadline:
                         raise RuntimeError(f"daemon published {count:.0f} of ~{n} frames: {_tail(log)}")
-                    wait = poll_interval(venue.started, now, count, n)
-                    await asyncio.sleep(min(wait, _until_round_end(recording.round_frames, venue.started, now, count)))
+                    if rate is None:
+                        wait = poll_interval(venue.started, now, count, n)
+                        wait = min(wait, _until_round_end(recording.round_frames, venue.started, now, count))
+                    else:
+                        wait = paced_wait(recording.round_frames, venue.sent, rate)
+                    await asyncio.sleep(wait)
                 assert venue.started is not None
                 figures = _figures(recording, now - venue.started[0], cpu - venue.started[1])
                 top = await _api_top(api)
@@ -133,7 +203,11 @@ async def run_crossbook(recording: Recording, max_seconds: float = 120.0, subscr
         "skipped_events": metric_value(body, "crossbook_skipped_events_total"),
         "connector_restarts": metric_value(body, "crossbook_connector_restarts_total"),
         "venue_connections": venue.connections,
+        "venue_rate": rate,
+        "venue_frames_bunched": venue.bunched,
         "subscribers": subscribers,
+        "subscriber_depth": depth,
+        "subscriber_batched": batch,
         "client_messages": sum(sub.messages for sub in subs),
         "client_messages_fewest": min((sub.messages for sub in subs), default=0),
         "venue_hours": recording.seconds / 3600,
@@ -150,8 +224,18 @@ async def run_crossbook(recording: Recording, max_seconds: float = 120.0, subscr
         and metric_value(body, "crossbook_resyncs_total") == 0  # a resync would flatter the figures
         and metric_value(body, "crossbook_skipped_events_total") == 1,
         "version": __version__,
+        "python": platform.python_version(),
     }
     return figures
+
+
+def paced_wait(round_frames: list[int], sent: int, rate: float) -> float:
+    """Paced, the daemon takes each frame as it comes: seconds until the venue has sent the frames
+    of the round it is in (and 2 ms for the daemon to take the last), so that the daemon is
+    scraped (which costs it CPU) about once a round, an RSS sample landing just after each round's
+    end, and every 2 ms once every frame is sent."""
+    ahead = next((served - sent for served in round_frames if served > sent), 0)
+    return ahead / rate + 0.002
 
 
 def _by_round(rss: list[tuple[float, int]], round_frames: list[int]) -> list[tuple[float, int]]:
@@ -202,8 +286,12 @@ async def _api_top(api: int) -> tuple[Decimal | None, Decimal | None]:
 # -- cryptofeed -----------------------------------------------------------------------------------
 
 RUNNER = r'''
-"""cryptofeed's Binance L2 book feed against the fake venue: argv port, frames, log file."""
-import asyncio, json, sys, time
+"""cryptofeed's Binance L2 book feed against the fake venue: argv port, frames, log file.
+
+Written for cryptofeed 3.0.1 and run on 2.4.1 and 2.5.0 too (the fallbacks): the same
+``FeedHandler``, ``Binance`` feed, ``L2_BOOK`` callback ``(book, receipt_timestamp)``, endpoint
+classes in ``cryptofeed.connection`` and config keys (``uvloop``, ``log``) in all three."""
+import asyncio, json, platform, sys, time
 from importlib.metadata import version
 
 import cryptofeed.connection as connection
@@ -214,6 +302,7 @@ from cryptofeed.exchanges import Binance
 from websockets.asyncio.client import connect
 
 port, expected, log = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+release = version("cryptofeed")
 
 
 def plain(address, **kwargs):
@@ -241,7 +330,8 @@ async def book(ob, receipt):
     if seen["messages"] == expected:
         done, cpu = time.monotonic(), time.process_time()
         bids, asks = ob.book.bids, ob.book.asks
-        out = dict(seen, done=done, cpu=cpu, bids=len(bids), asks=len(asks), version=version("cryptofeed"))
+        out = dict(seen, done=done, cpu=cpu, bids=len(bids), asks=len(asks), version=release)
+        out["python"] = platform.python_version()
         out["best_bid"] = str(bids.index(0)[0]) if bids else None
         out["best_ask"] = str(asks.index(0)[0]) if asks else None
         sys.stdout.write(json.dumps(out) + "\n")
@@ -250,42 +340,112 @@ async def book(ob, receipt):
 
 fh = FeedHandler(config={"uvloop": True, "log": {"filename": log, "level": "WARNING"}})
 fh.add_feed(Binance(symbols=["BTC-USDT"], channels=[L2_BOOK], callbacks={L2_BOOK: book}))
-asyncio.set_event_loop(asyncio.new_event_loop())  # FeedHandler.run asks for one; uvloop >= 0.22 makes none
+if int(release.split(".")[0]) < 3:
+    # 2.x's FeedHandler.run asks for the current loop, which uvloop >= 0.22 does not make; 3.x runs
+    # its own (asyncio.Runner with uvloop's loop factory)
+    asyncio.set_event_loop(asyncio.new_event_loop())
 fh.run()
 '''
 
 
-def cryptofeed_python(venv: Path = CRYPTOFEED_VENV) -> tuple[Path | None, str]:
-    """A Python that imports cryptofeed, from its own venv (created on first use): (python, version),
-    or (None, why not)."""
-    python = venv / "bin" / "python"
+@dataclass(frozen=True)
+class Cryptofeed:
+    """cryptofeed's venv for the comparison, or why there is none."""
+
+    python: Path | None
+    """The venv's interpreter, or ``None``: cryptofeed could not be had."""
+    version: str
+    """cryptofeed's version, or why it could not be had."""
+    python_version: str = ""
+    """The venv's Python, e.g. ``3.13.0`` (with its base interpreter's path)."""
+    note: str = ""
+    """Why not cryptofeed's current release on its Python (the fallback), if so."""
+
+
+def cryptofeed_python(venv: Path = CRYPTOFEED_VENV) -> Cryptofeed:
+    """cryptofeed from its own venv, ``venv`` with ``-py<X.Y>-cryptofeed<V>`` appended (created on
+    first use): the first of ``CRYPTOFEED_RELEASES`` whose Python is on this machine
+    (:func:`find_python`), else ``CRYPTOFEED_FALLBACK`` on the Python running this."""
+    base, minor, release, note = _cryptofeed_release()
+    path = venv.with_name(f"{venv.name}-py{minor}-cryptofeed{release}")
+    python = path / "bin" / "python"
     check = [
         str(python),
         "-c",
-        "from importlib.metadata import version; import cryptofeed; print(version('cryptofeed'))",
+        "import platform, sys, cryptofeed, uvloop; from importlib.metadata import version;"
+        " print(version('cryptofeed'), platform.python_version(), sys._base_executable)",
     ]
     found = subprocess.run(check, capture_output=True, text=True) if python.exists() else None
-    if found is None or found.returncode != 0:
+    if found is None or found.returncode != 0 or found.stdout.split()[:1] != [release]:
         try:
             steps = [
-                [sys.executable, "-m", "venv", str(venv)],
-                [str(python), "-m", "pip", "install", "-q", "cryptofeed"],
+                [str(base), "-m", "venv", str(path)],
+                [str(python), "-m", "pip", "install", "-q", f"cryptofeed=={release}", "uvloop"],
             ]
             for step in steps:
                 done = subprocess.run(step, capture_output=True, text=True, timeout=900)
                 if done.returncode != 0:
-                    return None, f"{' '.join(step)} failed: {(done.stderr or done.stdout)[-500:]}"
+                    return Cryptofeed(None, f"{' '.join(step)} failed: {(done.stderr or done.stdout)[-500:]}")
         except (OSError, subprocess.TimeoutExpired) as exc:
-            return None, f"cannot install cryptofeed in {venv}: {exc}"
+            return Cryptofeed(None, f"cannot install cryptofeed {release} in {path}: {exc}")
         found = subprocess.run(check, capture_output=True, text=True)
         if found.returncode != 0:
-            return None, f"cryptofeed does not import in {venv}: {found.stderr[-500:]}"
-    return python, found.stdout.strip()
+            return Cryptofeed(None, f"cryptofeed does not import in {path}: {found.stderr[-500:]}")
+    version, python_version, executable = found.stdout.split(maxsplit=2)
+    return Cryptofeed(python, version, f"{python_version} ({executable.strip()})", note)
 
 
-async def run_cryptofeed(recording: Recording, python: Path, max_seconds: float = 120.0) -> dict[str, Any]:
-    """cryptofeed's FeedHandler in a child process (``RUNNER``) on the fake venue."""
-    venue = FakeBinance(recording)
+def _cryptofeed_release() -> tuple[Path, str, str, str]:
+    """(base interpreter, its Python ``X.Y``, cryptofeed release, why not the newest or "")."""
+    newest_python, newest = CRYPTOFEED_RELEASES[0]
+    for minor, release in CRYPTOFEED_RELEASES:
+        base = find_python(minor)
+        if base is not None:
+            why = f"no Python {newest_python} found (cryptofeed {newest} needs it): cryptofeed {release} on {minor}"
+            return base, minor, release, "" if release == newest else why
+    minor = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    wanted = " or ".join(f"Python {m} (cryptofeed {r})" for m, r in CRYPTOFEED_RELEASES)
+    why = f"no {wanted} found: cryptofeed {CRYPTOFEED_FALLBACK} on this Python {minor}"
+    return Path(sys.executable), minor, CRYPTOFEED_FALLBACK, why
+
+
+def find_python(minor: str) -> Path | None:
+    """An interpreter of Python ``minor`` (``"3.13"``) on this machine: pyenv's, the newest patch
+    release installed (selected or not), else ``python<minor>`` on ``PATH``; one that runs and is
+    that version (a pyenv shim of a version not selected refuses to run)."""
+    candidates: list[str] = []
+    pyenv = shutil.which("pyenv")
+    if pyenv is not None:
+        listed = _output([pyenv, "versions", "--bare"])
+        patches = [v for v in (listed or "").split() if re.fullmatch(rf"{re.escape(minor)}\.\d+", v)]
+        for patch in sorted(patches, key=lambda v: int(v.rpartition(".")[2]), reverse=True):
+            which = _output([pyenv, "which", f"python{minor}"], PYENV_VERSION=patch)
+            if which:
+                candidates.append(which.strip())
+    on_path = shutil.which(f"python{minor}")
+    if on_path is not None:
+        candidates.append(on_path)
+    for candidate in candidates:
+        if _output([candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"]) == f"{minor}\n":
+            return Path(candidate)
+    return None
+
+
+def _output(command: list[str], **env: str) -> str | None:
+    """What ``command`` prints, or ``None`` if it fails."""
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60, env=os.environ | env)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+async def run_cryptofeed(
+    recording: Recording, python: Path, max_seconds: float = 120.0, *, rate: float | None = None
+) -> dict[str, Any]:
+    """cryptofeed's FeedHandler in a child process (``RUNNER``) on the fake venue, which serves
+    ``rate`` frames a second, or as fast as the runner reads (``None``)."""
+    venue = FakeBinance(recording, rate=rate, alone=rate is not None)
     venue.ready.set()  # the runner times itself: nothing to wait for
     n = len(recording.frames)
     with tempfile.TemporaryDirectory() as tmp:
@@ -301,7 +461,7 @@ async def run_cryptofeed(recording: Recording, python: Path, max_seconds: float 
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 cwd=tmp,
-                env=child_env(),
+                env=child_env() | {"XDG_CACHE_HOME": tmp},  # 3.x caches the fake's symbol map there
             )
             venue.pid = proc.pid
             try:
@@ -324,12 +484,15 @@ async def run_cryptofeed(recording: Recording, python: Path, max_seconds: float 
         "processed_level_updates": out["levels"],
         "book_levels": [out["bids"], out["asks"]],
         "venue_connections": venue.connections,
+        "venue_rate": rate,
+        "venue_frames_bunched": venue.bunched,
         "best_bid": out["best_bid"],
         "best_ask": out["best_ask"],
         "book_ok": best == (recording.best_bid, recording.best_ask)
         and (out["bids"], out["asks"]) == (len(recording.bids), len(recording.asks))
         and venue.connections == 1,
         "version": out["version"],
+        "python": out["python"],
     }
     return figures
 
@@ -360,67 +523,129 @@ def bench_versus(
     cryptofeed: bool = True,
     venv: Path = CRYPTOFEED_VENV,
     timeout: float = 300.0,
+    paced_rate: float = PACED_RATE,
+    paced_rounds: int = PACED_ROUNDS,
 ) -> dict[str, Any]:
-    """crossbook and cryptofeed on the same frames, ``pairs`` times in turn: figures of each in the
-    pair with the median crossbook/cryptofeed throughput ratio, its ratios, and every pair's.
+    """crossbook and cryptofeed on the same frames in both regimes, ``pairs`` times in turn in
+    each: the ``backlog`` regime at the top level (figures of each side in the pair with the median
+    crossbook/cryptofeed throughput ratio, its ratios, and every pair's), the ``paced`` one under
+    ``paced`` (the pair with the median CPU-per-frame ratio), and which cryptofeed ran on which
+    Python.
 
-    ``limit``: the first diffs after the snapshot only; ``rounds``: how often they are served.
+    ``limit``: the first diffs after the snapshot only; ``rounds``: how often they are served as
+    fast as each side reads, ``paced_rounds``: how often at ``paced_rate`` frames a second.
     """
     if pairs < 1:
         raise ValueError(f"pairs must be 1 or more, not {pairs}")
+    if paced_rate <= 0 or paced_rounds < 1:
+        raise ValueError(f"paced_rate must be above 0 and paced_rounds 1 or more, not {paced_rate}, {paced_rounds}")
     path = capture or captures_dir() / CAPTURE
     if not path.exists():
         raise FileNotFoundError(f"capture {path} not present")
-    recording = load_recording(path, limit, rounds)
+    backlog = load_recording(path, limit, rounds)
+    paced = load_recording(path, limit, paced_rounds)
+    found = cryptofeed_python(venv) if cryptofeed else Cryptofeed(None, "not requested")
     result: dict[str, Any] = {
         "capture": path.name,
         "rounds": rounds,
-        "messages": len(recording.frames),
-        "level_updates": recording.level_updates,
+        "messages": len(backlog.frames),
+        "level_updates": backlog.level_updates,
+        "regime": "backlog",
+        "subscriber": f"{SUBSCRIBERS} of book.{SYMBOL} (depth {DEPTH}) and bbo.{SYMBOL}, not batched",
+        "crossbook_python": platform.python_version(),
+        "cryptofeed_version": found.version if found.python else None,
+        "cryptofeed_python": found.python_version or None,
     }
-    python, found = cryptofeed_python(venv) if cryptofeed else (None, "not requested")
-    if python is None:
-        result["crossbook"] = asyncio.run(run_crossbook(recording, timeout))
-        result["cryptofeed"] = {"skipped": found}
-        return result
+    if found.note:
+        result["cryptofeed_note"] = found.note
+    paced_result: dict[str, Any] = {
+        "rate": paced_rate,
+        "rounds": paced_rounds,
+        "messages": len(paced.frames),
+        "level_updates": paced.level_updates,
+    }
+    if found.python is None:
+        result["crossbook"] = asyncio.run(_ours(backlog, None, timeout))
+        result["cryptofeed"] = {"skipped": found.version}
+        paced_result["crossbook"] = asyncio.run(_ours(paced, paced_rate, timeout))
+        paced_result["cryptofeed"] = {"skipped": found.version}
+        return result | {"paced": paced_result}
+    result |= {"pairs": pairs} | _side_by_side(backlog, None, found.python, pairs, timeout, "throughput")
+    paced_result |= _side_by_side(paced, paced_rate, found.python, pairs, timeout, "cpu_per_message")
+    return result | {"paced": paced_result}
+
+
+def _ours(recording: Recording, rate: float | None, timeout: float) -> Coroutine[Any, Any, dict[str, Any]]:
+    """crossbook's run in the comparison: one unbatched subscriber of ``book`` and ``bbo``."""
+    paced = 0.0 if rate is None else len(recording.frames) / rate
+    return run_crossbook(recording, timeout + paced, SUBSCRIBERS, rate=rate, batch=False, depth=DEPTH)
+
+
+def _side_by_side(
+    recording: Recording, rate: float | None, python: Path, pairs: int, timeout: float, by: str
+) -> dict[str, Any]:
+    """``pairs`` runs of each side, in turn (crossbook first in even pairs): :func:`median_pair`."""
+    paced = 0.0 if rate is None else len(recording.frames) / rate
     runs = []
     for pair in range(pairs):
         if pair % 2:
-            theirs = asyncio.run(run_cryptofeed(recording, python, timeout))
-            runs.append((asyncio.run(run_crossbook(recording, timeout)), theirs))
+            theirs = asyncio.run(run_cryptofeed(recording, python, timeout + paced, rate=rate))
+            runs.append((asyncio.run(_ours(recording, rate, timeout)), theirs))
         else:
-            ours = asyncio.run(run_crossbook(recording, timeout))
-            runs.append((ours, asyncio.run(run_cryptofeed(recording, python, timeout))))
-    return result | {"pairs": pairs} | median_pair(runs)
+            ours = asyncio.run(_ours(recording, rate, timeout))
+            runs.append((ours, asyncio.run(run_cryptofeed(recording, python, timeout + paced, rate=rate))))
+    return median_pair(runs, by)
 
 
-def median_pair(runs: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, Any]:
+RATIOS: dict[str, Callable[[dict[str, Any], dict[str, Any]], float]] = {
+    "throughput": lambda ours, theirs: float(ours["messages_per_s"] / theirs["messages_per_s"]),
+    "cpu_per_message": lambda ours, theirs: float(theirs["cpu_us_per_message"] / ours["cpu_us_per_message"]),
+}
+"""crossbook's advantage, each above 1 where crossbook does better: its frames/s over
+cryptofeed's, and cryptofeed's CPU per frame over its own."""
+
+
+def median_pair(runs: list[tuple[dict[str, Any], dict[str, Any]]], by: str = "throughput") -> dict[str, Any]:
     """Of (crossbook, cryptofeed) runs side by side: both sides' figures in the pair with the
-    median throughput ratio (the upper of the middle two for an even number), its ratios, and
-    every pair's throughput ratio, lowest first."""
-    ratios = sorted((ours["messages_per_s"] / theirs["messages_per_s"], i) for i, (ours, theirs) in enumerate(runs))
-    ratio, median = ratios[len(ratios) // 2]
+    median ``by`` ratio (:data:`RATIOS`; the upper of the middle two for an even number), its
+    ratios, and every pair's ``by`` ratio, lowest first (``<by>_ratio_of_each_pair``)."""
+    ratios = sorted((RATIOS[by](ours, theirs), i) for i, (ours, theirs) in enumerate(runs))
+    median = ratios[len(ratios) // 2][1]
     ours, theirs = runs[median]
     return {
         "crossbook": ours,
         "cryptofeed": theirs,
-        "ratio": {"throughput": ratio, "cpu_per_message": theirs["cpu_us_per_message"] / ours["cpu_us_per_message"]},
-        "throughput_ratio_of_each_pair": [r for r, _ in ratios],
+        "ratio": {name: ratio(ours, theirs) for name, ratio in RATIOS.items()},
+        f"{by}_ratio_of_each_pair": [r for r, _ in ratios],
     }
 
 
 def _print(result: dict[str, Any]) -> None:
-    print(f"{result['capture']}: {result['messages']:,} messages, {result['level_updates']:,} level updates")
-    keys = ["seconds", "messages_per_s", "level_updates_per_s", "cpu_us_per_message", "book_ok", "version"]
-    print(f"  {'':<22}{'crossbook':>16}{'cryptofeed':>16}")
-    for key in keys:
-        cells = [_cell(result[side].get(key, result[side].get("skipped", ""))) for side in ("crossbook", "cryptofeed")]
-        print(f"  {key:<22}{cells[0]:>16}{cells[1]:>16}")
-    for key, value in result.get("ratio", {}).items():
-        print(f"  crossbook/cryptofeed {key}: {value:.2f}x")
-    if "throughput_ratio_of_each_pair" in result:
-        each = ", ".join(f"{r:.2f}x" for r in result["throughput_ratio_of_each_pair"])
-        print(f"  throughput ratio of each of {result['pairs']} pairs: {each}")
+    print(f"{result['capture']}: crossbook on Python {result['crossbook_python']}, subscriber: {result['subscriber']}")
+    if result["cryptofeed_version"]:
+        print(f"  cryptofeed {result['cryptofeed_version']} on Python {result['cryptofeed_python']}")
+    if "cryptofeed_note" in result:
+        print(f"  ({result['cryptofeed_note']})")
+    paced = result["paced"]
+    regimes = [
+        (f"backlog: {result['messages']:,} frames as fast as each reads", result, "throughput"),
+        (f"paced: {paced['messages']:,} frames at {paced['rate']:,.0f}/s", paced, "cpu_per_message"),
+    ]
+    keys = ["seconds", "messages_per_s", "level_updates_per_s", "cpu_us_per_message", "book_ok", "version", "python"]
+    for title, figures, by in regimes:
+        print(title)
+        print(f"  {'':<22}{'crossbook':>16}{'cryptofeed':>16}")
+        for key in keys:
+            sides = ("crossbook", "cryptofeed")
+            cells = [_cell(figures[side].get(key, figures[side].get("skipped", ""))) for side in sides]
+            print(f"  {key:<22}{cells[0]:>16}{cells[1]:>16}")
+        ratio = figures.get("ratio")
+        if ratio:
+            throughput, cpu = ratio["throughput"], ratio["cpu_per_message"]
+            print(f"  crossbook/cryptofeed frames/s: {throughput:.2f}x; cryptofeed/crossbook CPU a frame: {cpu:.2f}x")
+        if f"{by}_ratio_of_each_pair" in figures:
+            each = ", ".join(f"{r:.2f}x" for r in figures[f"{by}_ratio_of_each_pair"])
+            print(f"  {by} ratio of each of {result['pairs']} pairs: {each}")
 
 
 def _cell(value: Any) -> str:
@@ -435,16 +660,34 @@ def positive(text: str) -> int:
     return value
 
 
+def _rate(text: str) -> float:
+    """An argparse type: frames a second, above 0."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, not {value}")
+    return value
+
+
 def _cli(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m crossbook_bench.versus", description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=20, help="times the recorded diffs are served")
-    parser.add_argument("--pairs", type=positive, default=3, help="runs of each side, in turn")
+    parser.add_argument("--rounds", type=int, default=20, help="backlog: times the recorded diffs are served")
+    parser.add_argument("--pairs", type=positive, default=3, help="runs of each side in each regime, in turn")
+    parser.add_argument("--paced-rate", type=_rate, default=PACED_RATE, help="paced: frames a second")
+    parser.add_argument("--paced-rounds", type=positive, default=PACED_ROUNDS, help="paced: times the diffs are served")
     parser.add_argument("--limit", type=int, help="serve only the first N recorded diffs")
     parser.add_argument("--no-cryptofeed", action="store_true", help="the crossbook side only")
-    parser.add_argument("--venv", type=Path, default=CRYPTOFEED_VENV, help="cryptofeed's own venv")
+    parser.add_argument(
+        "--venv", type=Path, default=CRYPTOFEED_VENV, help="prefix of cryptofeed's venv (-pyX.Y-cryptofeedV appended)"
+    )
     args = parser.parse_args(argv)
     result = bench_versus(
-        rounds=args.rounds, pairs=args.pairs, limit=args.limit, cryptofeed=not args.no_cryptofeed, venv=args.venv
+        rounds=args.rounds,
+        pairs=args.pairs,
+        limit=args.limit,
+        cryptofeed=not args.no_cryptofeed,
+        venv=args.venv,
+        paced_rate=args.paced_rate,
+        paced_rounds=args.paced_rounds,
     )
     _print(result)
     print(orjson.dumps(result).decode())

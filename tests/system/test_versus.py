@@ -1,24 +1,27 @@
 """The crossbook side of ``crossbook_bench.versus`` on a slice of the Binance capture: the fake venue
 serves what the daemon needs to sync, and the daemon ingests every frame into a live book equal
-to the replayed one (cryptofeed is not needed here). Also the in-process ``stages`` and their floor,
+to the replayed one, as fast as it reads and paced (cryptofeed is not needed here, nor installed:
+which release on which Python is chosen without it). Also the in-process ``stages`` and their floor,
 ``ingest`` on generated Binance, Kraken and OKX frames, the paced ``fanout``/``latency`` run, and the
 floor of its writes."""
 
 from __future__ import annotations
 
 import asyncio
+import sys
 from decimal import Decimal
+from pathlib import Path
 
 import orjson
 import pytest
 
 from captures import capture
 from crossbook.core import exact
-from crossbook_bench import floor, writes
+from crossbook_bench import floor, versus, writes
 from crossbook_bench.inproc import bench_stages
 from crossbook_bench.loadgen import CAPTURE, load_recording, respelled
 from crossbook_bench.runs import GENERATED, bench_ingest_generated, bench_latency, bench_replay_rss
-from crossbook_bench.versus import _by_round, median_pair, run_crossbook
+from crossbook_bench.versus import _by_round, _cryptofeed_release, median_pair, paced_wait, run_crossbook
 from crossbook_bench.writes import bench_writes
 
 
@@ -53,6 +56,50 @@ def test_daemon_ingests_the_recorded_slice_into_a_live_book() -> None:
     first, second = figures["daemon_rss_sampled_at"]
     assert 1000 <= first <= 2001 + 2
     assert 2001 <= second <= 2001 + 2
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.slow
+def test_daemon_takes_paced_frames_one_at_a_time_for_its_one_subscriber() -> None:
+    recording = load_recording(capture(CAPTURE), limit=300, rounds=2)
+
+    figures = asyncio.run(run_crossbook(recording, max_seconds=40, subscribers=1, rate=1000.0, batch=False))
+
+    assert figures["book_ok"], figures
+    assert figures["venue_rate"] == 1000.0
+    assert figures["venue_frames_bunched"] == 0  # never two frames at once to catch up with the pace
+    assert 300 < figures["messages_per_s"] <= 1050  # 1,000 a second, give or take a stall
+    assert figures["cpu_us_per_message"] > 0
+    assert (figures["subscribers"], figures["subscriber_depth"], figures["subscriber_batched"]) == (1, 20, False)
+    # Unbatched, the one client got its two subscribe-time messages and more after the book went
+    # live: at most one a channel per frame (and one a channel per publish while it synced).
+    assert 2 < figures["client_messages"] <= 2 * 601 + 2
+    assert figures["daemon_rss_sampled_at"][-1] >= 601  # a sample after the last round too
+
+
+def test_paced_the_daemon_is_scraped_once_a_round_and_then_every_2_ms() -> None:
+    assert paced_wait([1000, 2001], 0, 1000.0) == pytest.approx(1.002)
+    assert paced_wait([1000, 2001], 1000, 1000.0) == pytest.approx(1.003)
+    assert paced_wait([1000, 2001], 1990, 500.0) == pytest.approx(0.024)
+    assert paced_wait([1000, 2001], 2001, 1000.0) == pytest.approx(0.002)  # all sent: until it has taken them
+
+
+def test_cryptofeed_runs_on_the_newest_python_found_else_on_this_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    found: dict[str, Path] = {}
+    monkeypatch.setattr(versus, "find_python", found.get)
+    python, minor, release, note = _cryptofeed_release()
+    assert (python, release) == (Path(sys.executable), "2.4.1")
+    assert minor == f"{sys.version_info[0]}.{sys.version_info[1]}"
+    assert "no Python 3.13 (cryptofeed 3.0.1) or Python 3.12 (cryptofeed 2.5.0) found" in note
+    found["3.12"] = Path("/opt/python3.12")
+    assert _cryptofeed_release() == (
+        Path("/opt/python3.12"),
+        "3.12",
+        "2.5.0",
+        "no Python 3.13 found (cryptofeed 3.0.1 needs it): cryptofeed 2.5.0 on 3.12",
+    )
+    found["3.13"] = Path("/opt/python3.13")
+    assert _cryptofeed_release() == (Path("/opt/python3.13"), "3.13", "3.0.1", "")
 
 
 def test_the_rss_after_a_round_is_the_first_sample_taken_once_its_frames_are_counted() -> None:
@@ -204,3 +251,14 @@ def test_versus_reports_the_pair_with_the_median_ratio_and_every_pairs_ratio() -
     assert figures["crossbook"] is runs[2][0]
     assert figures["cryptofeed"] is runs[2][1]
     assert figures["ratio"] == {"throughput": 2.0, "cpu_per_message": 2.0}
+
+
+def test_paced_versus_reports_the_pair_with_the_median_cpu_ratio() -> None:
+    def run(cpu_us: float) -> dict[str, float]:
+        return {"messages_per_s": 1000.0, "cpu_us_per_message": cpu_us}
+
+    runs = [(run(100), run(300)), (run(200), run(300)), (run(100), run(150))]
+    figures = median_pair(runs, "cpu_per_message")
+    assert figures["cpu_per_message_ratio_of_each_pair"] == [1.5, 1.5, 3.0]
+    assert figures["crossbook"] is runs[2][0]  # the upper of equal ratios: the later pair
+    assert figures["ratio"] == {"throughput": 1.0, "cpu_per_message": 1.5}
