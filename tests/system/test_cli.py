@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from crossbook import __version__
-from crossbook import compiled as crossbook_compiled
+from crossbook import build as crossbook_build
 from crossbook.service import cli, config
 
 VENUE = '[venues.sim-a]\nconnector = "sim"\nsymbols = ["BTC-USDT"]\n'
@@ -56,7 +56,7 @@ def write(path: Path, text: str) -> Path:
 
 def test_version(tmp_path: Path) -> None:
     done = crossbook("--version", cwd=tmp_path)
-    build = "compiled" if crossbook_compiled() else "pure Python"
+    build = crossbook_build()
     assert (done.returncode, done.stdout, done.stderr) == (0, f"crossbook {__version__} ({build})\n", "")
 
 

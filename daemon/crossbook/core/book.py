@@ -5,12 +5,12 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections.abc import Iterable
 from decimal import Decimal
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from crossbook.core.exact import ZERO
+from crossbook.core import exact
+from crossbook.core.exact import ZERO, Level, Levels, PureLevels
 
-Level = tuple[Decimal, Decimal]
-"""(price, size); a size of zero in a delta removes the level."""
+__all__ = ["BookView", "L2Book", "Level", "Levels", "PureL2Book"]
 
 
 class BookView(Protocol):
@@ -44,8 +44,9 @@ class BookView(Protocol):
     def __len__(self) -> int: ...
 
 
-class L2Book:
-    """Price levels of one venue and symbol.
+class PureL2Book:
+    """Price levels of one venue and symbol: the pure twin (the native build's ``Book`` is
+    proven to behave the same).
 
     Each side is a dict of sizes plus its prices in ascending order, kept with ``bisect``: a size
     change is one dict store, only a new or removed price moves the list. Measured ~1.5x faster
@@ -79,11 +80,11 @@ class L2Book:
         _apply(self._bid_sizes, self._bid_prices, bids)
         _apply(self._ask_sizes, self._ask_prices, asks)
 
-    def truncate(self, depth: int) -> tuple[list[Level], list[Level]]:
+    def truncate(self, depth: int) -> tuple[PureLevels, PureLevels]:
         """Keep the best ``depth`` levels a side; returns the removed ones with size zero."""
         keep = len(self._bid_prices) - depth
-        cut_bids = [(p, ZERO) for p in reversed(self._bid_prices[:keep])] if keep > 0 else []
-        cut_asks = [(p, ZERO) for p in self._ask_prices[depth:]]
+        cut_bids = PureLevels([(p, ZERO) for p in reversed(self._bid_prices[:keep])] if keep > 0 else [])
+        cut_asks = PureLevels([(p, ZERO) for p in self._ask_prices[depth:]])
         for price, _ in cut_bids:
             del self._bid_sizes[price]
         for price, _ in cut_asks:
@@ -145,3 +146,8 @@ def _apply(sizes: dict[Decimal, Decimal], prices: list[Decimal], levels: Iterabl
             sizes[price] = size
         elif sizes.pop(price, None) is not None:
             del prices[bisect_left(prices, price)]
+
+
+L2Book = PureL2Book
+if exact.NATIVE is not None and not TYPE_CHECKING:
+    L2Book = exact.NATIVE.Book

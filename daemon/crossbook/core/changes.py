@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from crossbook.core.book import Level
+from crossbook.core.exact import as_levels
 from crossbook.core.model import BookState, Trade
 
 
@@ -83,11 +84,11 @@ class Changes:
         high = low = None
         for bids, asks in deltas:
             if bids:
-                top = max(bids)[0]  # levels compare by price first: no generator needed
-                if high is None or top > high:
+                top = as_levels(bids).highest()
+                if high is None or (top is not None and top > high):
                     high = top
             if asks:
-                bottom = min(asks)[0]
-                if low is None or bottom < low:
+                bottom = as_levels(asks).lowest()
+                if low is None or (bottom is not None and bottom < low):
                     low = bottom
         return high, low

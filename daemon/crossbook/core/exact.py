@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Context, Decimal, Inexact, InvalidOperation, Rounded
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from crossbook.core import native
 
 ZERO = Decimal(0)
 
@@ -90,13 +92,46 @@ def json_number(text: str) -> Decimal | str:
         return text
 
 
-def levels(raw: Iterable[Sequence[Any]]) -> list[tuple[Decimal, Decimal]]:
+Level = tuple[Decimal, Decimal]
+"""(price, size); a size of zero in a delta removes the level."""
+
+
+class PureLevels(list[Level]):
+    """A batch of levels, such as one message's side: ``(price, size)`` pairs; the pure twin of
+    the native build's, which holds fixed-point integers (these methods are what both offer)."""
+
+    def highest(self) -> Decimal | None:
+        """The highest price, or None for no levels."""
+        return max(self)[0] if self else None
+
+    def lowest(self) -> Decimal | None:
+        """The lowest price, or None for no levels."""
+        return min(self)[0] if self else None
+
+    def at_least(self, floor: Decimal) -> PureLevels:
+        """The levels priced at ``floor`` or above, in order."""
+        return PureLevels(level for level in self if level[0] >= floor)
+
+    def at_most(self, ceiling: Decimal) -> PureLevels:
+        """The levels priced at ``ceiling`` or below, in order."""
+        return PureLevels(level for level in self if level[0] <= ceiling)
+
+    def __add__(self, other: Iterable[Level]) -> PureLevels:  # type: ignore[override]
+        return PureLevels([*self, *other])
+
+
+def pure_as_levels(given: Iterable[Level]) -> PureLevels:
+    """Levels as the pure twin holds them (a plugin may give a plain list of pairs)."""
+    return given if isinstance(given, PureLevels) else PureLevels(given)
+
+
+def pure_levels(raw: Iterable[Sequence[Any]]) -> PureLevels:
     """``[[price, size, ...], ...]`` (the shape most venues send) as exact levels, as
     :func:`parse` would read each text but without a call per text: this is the hot path of
     every depth message."""
     cache = _parsed
     try:
-        return [(cache[level[0]], cache[level[1]]) for level in raw]
+        return PureLevels([(cache[level[0]], cache[level[1]]) for level in raw])
     except TypeError:
         raise BadNumber(f"not a list of [price, size] levels: {str(raw)[:100]!r}") from None
 
@@ -151,3 +186,13 @@ def clear_caches() -> None:
     memo is its own to clear."""
     _parsed.clear()
     _texts.clear()
+
+
+NATIVE = native.load("crossbook.core._native")
+"""The native extension, where it runs."""
+if TYPE_CHECKING or NATIVE is None:
+    Levels = PureLevels
+    levels = pure_levels
+    as_levels = pure_as_levels
+else:  # this build's: the pure ones stay the reference
+    Levels, levels, as_levels = NATIVE.Levels, NATIVE.levels, NATIVE.as_levels

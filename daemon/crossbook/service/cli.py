@@ -13,13 +13,12 @@ from typing import Any
 
 import anyio
 
-from crossbook import __version__, compiled
+from crossbook import __version__, build
 from crossbook.service import logs, scaffold
 from crossbook.service.config import Config, ConfigError, Venue, load
 from crossbook.service.plugins import PluginError, load_connectors
 from crossbook.toolkit.registry import ConnectorRegistry, RegistryError
 
-BUILDS = {True: "compiled", False: "pure Python"}
 GC_YOUNG_THRESHOLD = 10_000
 """Allocations between young collections of the cyclic garbage collector in the daemon (Python's
 default is 700): every venue message allocates lists and tuples that die young, and collecting
@@ -52,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="crossbook", description="Consolidated crypto order books over WebSocket", parents=[_common(True)]
     )
-    parser.add_argument("--version", action="version", version=f"crossbook {__version__} ({BUILDS[compiled()]})")
+    parser.add_argument("--version", action="version", version=f"crossbook {__version__} ({build()})")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, text in (("run", "run the daemon"), ("check-config", "validate the configuration and exit")):
         cmd = sub.add_parser(name, help=text, description=text, parents=[common])

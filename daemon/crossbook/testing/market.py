@@ -9,17 +9,18 @@ from __future__ import annotations
 import random
 from decimal import Decimal
 
-from crossbook.core.book import L2Book
+from crossbook.core.book import PureL2Book
 from crossbook.core.model import Level
 
 
 class FakeMarket:
-    """One :class:`L2Book` per symbol (``books``), ``levels`` a side around ``mid`` (in ticks of
-    0.01), moved by random level changes from a seeded generator: the same seed, the same market."""
+    """One pure book per symbol (``books``: the truth, whichever build is under test), ``levels``
+    a side around ``mid`` (in ticks of 0.01), moved by random level changes from a seeded
+    generator: the same seed, the same market."""
 
     def __init__(self, symbols: list[str], *, seed: int = 1, levels: int = 30, mid: int = 100_000) -> None:
         self.rng = random.Random(seed)
-        self.books = {s: L2Book() for s in symbols}
+        self.books = {s: PureL2Book() for s in symbols}
         self.mid = mid
         """Mid price in ticks of 0.01."""
         self.levels = levels

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from crossbook.core.book import BookView, L2Book
-from crossbook.core.model import BookDelta, BookSnapshot, BookState, Event, Level, VenueStatus
+from crossbook.core.exact import Levels, as_levels
+from crossbook.core.model import BookDelta, BookSnapshot, BookState, Event, VenueStatus
 from crossbook.toolkit.sequence import SequenceRule, Verdict
 from crossbook.toolkit.venue import BookUpdate, SnapshotSource
 
@@ -214,17 +215,17 @@ class BookSync:
         limit = self.snapshot_limit
         full_bids = limit is not None and len(snap.bids) >= limit
         full_asks = limit is not None and len(snap.asks) >= limit
-        self.bid_floor = min(p for p, _ in snap.bids) if full_bids else None
-        self.ask_ceiling = max(p for p, _ in snap.asks) if full_asks else None
+        self.bid_floor = as_levels(snap.bids).lowest() if full_bids else None
+        self.ask_ceiling = as_levels(snap.asks).highest() if full_asks else None
 
-    def _apply_levels(self, upd: BookUpdate, events: list[Event]) -> tuple[list[Level], list[Level]]:
+    def _apply_levels(self, upd: BookUpdate, events: list[Event]) -> tuple[Levels, Levels]:
         """Apply an update's levels within the covered prices; returns the levels applied."""
-        bids, asks = upd.bids, upd.asks
+        bids, asks = as_levels(upd.bids), as_levels(upd.asks)
         floor, ceiling = self.bid_floor, self.ask_ceiling
         if floor is not None:
-            bids = [level for level in bids if level[0] >= floor]
+            bids = bids.at_least(floor)
         if ceiling is not None:
-            asks = [level for level in asks if level[0] <= ceiling]
+            asks = asks.at_most(ceiling)
         self.book.apply(bids, asks)
         if upd.last is not None:
             self.last = upd.last

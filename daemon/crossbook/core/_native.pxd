@@ -1,0 +1,36 @@
+# The native core's C-level declarations, for the API's native module to reach into.
+
+from libc.stdint cimport int64_t, uint8_t
+
+
+cdef struct Lvl:
+    int64_t price   # mantissa: the price times 10**(owner's price scale)
+    int64_t size    # mantissa: the size times 10**(owner's size scale)
+    uint8_t pd      # decimals of the price as it was given (kept to give it back as given)
+    uint8_t sd      # decimals of the size as it was given
+
+
+cdef class Levels:
+    cdef Lvl* lv
+    cdef Py_ssize_t n
+    cdef Py_ssize_t cap
+    cdef object exact
+    cdef int push(self, int64_t price, int pd, int64_t size, int sd) except -1
+    cpdef list pairs(self)
+
+
+cdef class Book:
+    cdef Lvl* side[2]
+    cdef Py_ssize_t n[2]
+    cdef Py_ssize_t cap[2]
+    cdef int ps
+    cdef int ss
+    cdef object exact
+    cdef _to_exact(self)
+    cdef list _pairs(self, int s, Py_ssize_t count)
+    cdef bint _rescale(self, int ps, int ss)
+    cdef bint _fit(self, Levels bids, Levels asks)
+    cdef int _grow(self, int s, Py_ssize_t need) except -1
+    cdef int _set(self, int s, Lvl* level) except -1
+    cdef int _load(self, int s, Levels levels) except -1
+    cdef object _size(self, int s, object price)
