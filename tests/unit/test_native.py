@@ -156,3 +156,63 @@ def test_levels_give_their_extremes_and_bounds(
         assert exactly(made.at_least(Decimal(2))) == exactly([lv for lv in exact.pure_levels(levels) if lv[0] >= 2])
         assert exactly(made.at_most(Decimal(2))) == exactly([lv for lv in exact.pure_levels(levels) if lv[0] <= 2])
         assert exactly(made + made) == exactly([*made, *made])
+
+
+def canonical(levels: Any) -> list[Any]:
+    """Consolidated levels in the words the API sends them (totals are sums: their decimals vary)."""
+    return [(exact.text(p), exact.text(t), {v: exact.text(s) for v, s in dict(a).items()}) for p, t, a in levels]
+
+
+def changed(diff: list[Any]) -> list[Any]:
+    return [(exact.text(p), exact.text(t), [(v, exact.text(s)) for v, s in a] if a else a) for p, t, a in diff]
+
+
+VENUE_NAMES = ["b", "a", "kraken", "c-2"]
+
+
+@given(st.data())
+@settings(max_examples=300, deadline=None)
+def test_the_consolidated_book_behaves_as_the_pure_twin(data: st.DataObject) -> None:
+    """Same levels, totals, attribution, bbo, and the same levels changed between two looks (the
+    versions behind a channel's deltas)."""
+    from crossbook.api.views import consolidated_diff
+    from crossbook.core.consolidated import PureConsolidatedBook
+
+    module = require_native()
+    pure, twin = PureConsolidatedBook(), module.Consolidated()
+    views: dict[str, Any] = {"pure": ({}, {}), "twin": ({}, {})}
+    for _ in range(data.draw(st.integers(1, 15))):
+        venue = data.draw(st.sampled_from(VENUE_NAMES))
+        if data.draw(st.integers(0, 9)) == 0:
+            pure.drop(venue)
+            twin.drop(venue)
+        else:
+            bids, asks = data.draw(batches(PRICES)), data.draw(batches(PRICES))
+            pure.update(venue, bids, asks)
+            twin.update(venue, module.as_levels(bids) if data.draw(st.booleans()) else bids, asks)
+        assert canonical(twin.top_bids(6)) == canonical(pure.top_bids(6))
+        assert canonical(twin.top_asks(6)) == canonical(pure.top_asks(6))
+        assert twin.bbo() == pure.bbo()
+        assert (twin.venues(), len(twin)) == (pure.venues(), len(pure))
+        diffs = []
+        for name, book in (("pure", pure), ("twin", twin)):
+            old_bids, old_asks = views[name]
+            new_bids, bid_changes = consolidated_diff(old_bids, book.view_bids(4))
+            new_asks, ask_changes = consolidated_diff(old_asks, book.view_asks(4))
+            views[name] = (new_bids, new_asks)
+            diffs.append((changed(bid_changes), changed(ask_changes)))
+        assert diffs[0] == diffs[1]
+
+
+def test_a_total_that_does_not_fit_sends_the_consolidated_book_to_the_exact_path() -> None:
+    module = require_native()
+    book = module.Consolidated()
+    big = str(2**62)
+    book.update("a", module.levels([["100", big], ["99", "1"]]), [])
+    assert book.native
+    book.update("b", module.levels([["99", "2"], ["100", big]]), [])  # the second level overflows
+    assert not book.native
+    assert canonical(book.top_bids(2)) == [
+        ("100", str(2**63), {"a": big, "b": big}),
+        ("99", "3", {"a": "1", "b": "2"}),
+    ]

@@ -39,6 +39,9 @@ class BookView(Protocol):
     def depths(self) -> tuple[int, int]:
         """Levels on each side: (bids, asks)."""
 
+    def sides(self) -> tuple[Levels, Levels]:
+        """Every level, (bids, asks) best first, as levels (what a consolidated book takes)."""
+
     def crossed(self) -> bool: ...
 
     def __len__(self) -> int: ...
@@ -129,6 +132,10 @@ class PureL2Book:
     def depths(self) -> tuple[int, int]:
         """Levels on each side: (bids, asks)."""
         return len(self._bid_prices), len(self._ask_prices)
+
+    def sides(self) -> tuple[Levels, Levels]:
+        """Every level, (bids, asks) best first, as levels (what a consolidated book takes)."""
+        return PureLevels(self.bids()), PureLevels(self.asks())
 
     def crossed(self) -> bool:
         """True when the best bid is at or above the best ask: a venue book must never be."""

@@ -11,9 +11,12 @@ from bisect import bisect_left, insort
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from crossbook.core import exact
 from crossbook.core.model import Level
+
+__all__ = ["BBO", "AggLevel", "Attribution", "ConsolidatedBook", "ConsolidatedLevel", "PureConsolidatedBook"]
 
 Attribution = tuple[tuple[str, Decimal], ...]
 """((venue, size), ...) sorted by venue."""
@@ -63,9 +66,10 @@ class BBO:
         return self.bid is not None and self.ask is not None and self.bid[0] == self.ask[0]
 
 
-class ConsolidatedBook:
-    """Sum of the live venues' books with attribution. Each side is a dict of levels plus its
-    prices in ascending order (bids are read from the end), as in :class:`~crossbook.core.book.L2Book`."""
+class PureConsolidatedBook:
+    """Sum of the live venues' books with attribution: the pure twin (the native build's
+    ``Consolidated`` is proven to behave the same). Each side is a dict of levels plus its prices
+    in ascending order (bids are read from the end), as in :class:`~crossbook.core.book.PureL2Book`."""
 
     __slots__ = ("_ask_levels", "_ask_prices", "_bid_levels", "_bid_prices", "_version")
 
@@ -189,3 +193,8 @@ def _set(level: AggLevel, shares: Attribution, total: Decimal) -> None:
         level.solo, level.shares = shares[0][0], ()
     else:
         level.solo, level.shares = None, shares
+
+
+ConsolidatedBook = PureConsolidatedBook
+if exact.NATIVE is not None and not TYPE_CHECKING:
+    ConsolidatedBook = exact.NATIVE.Consolidated

@@ -109,7 +109,7 @@ class Engine:
         for venue in self.venue_symbols:
             vb = self.books.get((symbol, venue))
             if vb is not None and vb.state is BookState.LIVE:
-                self.consolidated[symbol].update(venue, vb.book.bids(), vb.book.asks())
+                self.consolidated[symbol].update(venue, *vb.book.sides())
 
     def _kept(self, symbol: str) -> bool:
         """Whether ``symbol``'s consolidated book is kept (``ingest`` inlines this on its hot path)."""
@@ -262,7 +262,7 @@ class Engine:
 
     def _enter(self, symbol: str, venue: str, vb: VenueBook, changes: Changes) -> None:
         if self._kept(symbol):
-            self.consolidated[symbol].update(venue, vb.book.bids(), vb.book.asks())
+            self.consolidated[symbol].update(venue, *vb.book.sides())
             changes.whole((symbol, None))
 
     def _leave(self, symbol: str, venue: str, vb: VenueBook, changes: Changes) -> None:
