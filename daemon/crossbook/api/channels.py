@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, NamedTuple
+from typing import ClassVar, NamedTuple
 
 from crossbook.api import wire
-from crossbook.api.views import View
+from crossbook.api.views import SideView
 from crossbook.core.consolidated import BBO
 
 ABUSE_SECONDS = 5
@@ -161,18 +161,19 @@ class Channel:
             head = self.heads[kind] = wire.channel_head(kind, self.name)
         return head
 
-    def send_one(self, subscriber: Subscriber, kind: str, fields: dict[str, Any], *, keep: bool = False) -> None:
-        """Queue one message for one subscriber (``keep``: one that falling behind never drops)."""
+    def send_one(self, subscriber: Subscriber, kind: str, body: bytes, *, keep: bool = False) -> None:
+        """Queue one message (its body after ``seq``, :func:`~crossbook.api.wire.channel_body`)
+        for one subscriber (``keep``: one that falling behind never drops)."""
         sub = self.subs[subscriber]
         sub.seq += 1
-        subscriber.push(None if keep else sub, wire.frame(self.head(kind), sub.seq, wire.channel_body(fields)))
+        subscriber.push(None if keep else sub, wire.frame(self.head(kind), sub.seq, body))
         self.stats.sent[kind] += 1
 
-    def send(self, kind: str, fields: dict[str, Any], touched: set[Subscriber], limits: Limits, now_ns: int) -> None:
-        """Queue one message for every subscriber: the fan-out hot loop (one ``seq`` splice and one
-        append a subscriber; ``touched`` gets every subscriber, a behind one only wakes its writer)."""
+    def send(self, kind: str, body: bytes, touched: set[Subscriber], limits: Limits, now_ns: int) -> None:
+        """Queue one message (its body after ``seq``) for every subscriber: the fan-out hot loop
+        (one ``seq`` splice and one append a subscriber; ``touched`` gets every subscriber, a
+        behind one only wakes its writer)."""
         head = self.head(kind)
-        body = wire.channel_body(fields)
         max_bytes, max_messages = limits.max_buffer_bytes, limits.max_buffer_messages
         late = 0
         for subscriber, sub in self.subs.items():
@@ -220,8 +221,8 @@ class BookChannel(Channel):
         self.symbol = symbol
         self.venue = venue
         self.depth = depth
-        self.bids: View = {}
-        self.asks: View = {}
+        self.bids = SideView()
+        self.asks = SideView()
 
 
 class BboChannel(Channel):

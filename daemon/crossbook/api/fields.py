@@ -5,25 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from crossbook.api.views import Change
 from crossbook.core.changes import StatusChange
 from crossbook.core.consolidated import BBO
 from crossbook.core.exact import text
 from crossbook.core.model import Trade
-
-
-def levels(changes: list[Change]) -> list[list[Any]]:
-    """Book levels: ``[price, size]``, or ``[price, size, {venue: size}]`` for a consolidated book."""
-    out: list[list[Any]] = []
-    for price, size, venues in changes:
-        if venues is None:
-            out.append([text(price), text(size)])
-        elif len(venues) == 1:  # most levels: no comprehension
-            name, share = venues[0]
-            out.append([text(price), text(size), {name: text(share)}])
-        else:
-            out.append([text(price), text(size), {v: text(s) for v, s in venues}])
-    return out
 
 
 def _bbo_side(side: tuple[Decimal, Decimal, tuple[str, ...]] | None) -> list[Any] | None:

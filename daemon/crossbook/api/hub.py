@@ -25,7 +25,6 @@ from crossbook.api.channels import (
     TradesChannel,
     read_name,
 )
-from crossbook.api.views import Change
 from crossbook.api.wire import Request, RequestError
 from crossbook.core.changes import Changes
 from crossbook.core.engine import Engine
@@ -248,7 +247,7 @@ class Hub:
             if isinstance(channel, BboChannel) or (isinstance(channel, BookChannel) and channel.venue is None):
                 self._first(subscriber, channel, now_ns, conflated=True)
             elif isinstance(channel, TradesChannel):
-                notice = {"ts": now_ns, "dropped": sub.dropped}
+                notice = wire.channel_body({"ts": now_ns, "dropped": sub.dropped})
                 channel.send_one(subscriber, "conflated", notice, keep=True)  # its count is not to be lost
                 sub.dropped = 0
         if told:
@@ -264,11 +263,11 @@ class Hub:
         extra = {"conflated": True} if conflated else {}
         if isinstance(channel, BookChannel):
             # The views equal the books' top levels whenever the hub is called: read the books.
-            bids, asks = fields.levels(self._top(channel, True)), fields.levels(self._top(channel, False))
-            channel.send_one(subscriber, "snapshot", {"ts": now_ns, "bids": bids, "asks": asks} | extra)
+            bids, asks = self._top(channel, True), self._top(channel, False)
+            channel.send_one(subscriber, "snapshot", wire.book_body(now_ns, bids, asks, conflated))
         elif isinstance(channel, BboChannel):
             assert channel.last is not None
-            channel.send_one(subscriber, "bbo", fields.bbo(channel.last, now_ns) | extra)
+            channel.send_one(subscriber, "bbo", wire.channel_body(fields.bbo(channel.last, now_ns) | extra))
         elif isinstance(channel, StatusChannel):
             self._status_snapshot(subscriber, now_ns, conflated)
 
@@ -280,7 +279,7 @@ class Hub:
         for (symbol, venue), vb in sorted(self.engine.books.items()):
             if states is None or vb.state in states:
                 status = fields.status(venue, symbol, vb.state.label, None, now_ns)
-                self._status.send_one(subscriber, "status", status | extra)
+                self._status.send_one(subscriber, "status", wire.channel_body(status | extra))
 
     def prune(self) -> set[Subscriber]:
         """Drop subscriptions to channels that no longer exist (after a reload), telling each
@@ -337,7 +336,7 @@ class Hub:
         for venue, trade in changes.trades:
             trades = self._trades.get(trade.symbol)
             if trades is not None:
-                trades.send("trade", fields.trade(venue, trade), touched, self.limits, ts)
+                trades.send("trade", wire.channel_body(fields.trade(venue, trade)), touched, self.limits, ts)
         self._statuses_changed(changes, False, touched, ts)
         return touched
 
@@ -350,32 +349,20 @@ class Hub:
             return
         for st in changes.statuses:
             if (st.state is BookState.LIVE) is live:
-                self._status.send("status", fields.status_change(st), touched, self.limits, ts)
+                self._status.send("status", wire.channel_body(fields.status_change(st)), touched, self.limits, ts)
 
-    def _top(self, channel: BookChannel, bids: bool) -> list[Change]:
-        """The top ``depth`` levels of one side of the channel's book."""
-        n = channel.depth
+    def _top(self, channel: BookChannel, bids: bool) -> bytes:
+        """The top ``depth`` levels of one side of the channel's book, encoded."""
         if channel.venue is None:
-            cb = self.engine.consolidated[channel.symbol]
-            return [(p, lv.total, lv.venues) for p, lv in (cb.view_bids(n) if bids else cb.view_asks(n))]
-        book = self.engine.book(channel.symbol, channel.venue)
-        return [(p, s, None) for p, s in (book.top_bids(n) if bids else book.top_asks(n))]
+            return views.encode_consolidated(self.engine.consolidated[channel.symbol], channel.depth, bids)
+        return views.encode_venue(self.engine.book(channel.symbol, channel.venue), channel.depth, bids)
 
-    def _update(self, channel: BookChannel, bids: bool) -> list[Change]:
-        """Bring one side's view to its book's top ``depth`` levels; returns what changed."""
-        old = channel.bids if bids else channel.asks
-        n = channel.depth
+    def _update(self, channel: BookChannel, bids: bool) -> bytes:
+        """Bring one side's view to its book's top ``depth`` levels; returns what changed, encoded."""
+        view = channel.bids if bids else channel.asks
         if channel.venue is None:
-            cb = self.engine.consolidated[channel.symbol]
-            new, out = views.consolidated_diff(old, cb.view_bids(n) if bids else cb.view_asks(n))
-        else:
-            book = self.engine.book(channel.symbol, channel.venue)
-            new, out = views.venue_diff(old, book.top_bids(n) if bids else book.top_asks(n))
-        if bids:
-            channel.bids = new
-        else:
-            channel.asks = new
-        return out
+            return view.diff_consolidated(self.engine.consolidated[channel.symbol], channel.depth, bids)
+        return view.diff_venue(self.engine.book(channel.symbol, channel.venue), channel.depth, bids)
 
     def _book_delta(
         self,
@@ -386,18 +373,18 @@ class Hub:
     ) -> None:
         """Send what changed in the channel's view; a side whose changes all lie below its view
         (``reach``) cannot have changed and is not even looked at."""
+        empty = views.EMPTY
         if reach is None:
             dbids, dasks = self._update(channel, True), self._update(channel, False)
         else:
             depth = channel.depth
-            dbids = self._update(channel, True) if views.may_change(channel.bids, depth, reach[0], True) else []
-            dasks = self._update(channel, False) if views.may_change(channel.asks, depth, reach[1], False) else []
-        if dbids or dasks:
-            delta = {"ts": ts, "bids": fields.levels(dbids), "asks": fields.levels(dasks)}
-            channel.send("delta", delta, touched, self.limits, ts)
+            dbids = self._update(channel, True) if channel.bids.may_change(depth, reach[0], True) else empty
+            dasks = self._update(channel, False) if channel.asks.may_change(depth, reach[1], False) else empty
+        if dbids != empty or dasks != empty:
+            channel.send("delta", wire.book_body(ts, dbids, dasks), touched, self.limits, ts)
 
     def _bbo_update(self, channel: BboChannel, ts: int, touched: set[Subscriber]) -> None:
         bbo = self.engine.consolidated[channel.symbol].bbo()
         if bbo != channel.last:
             channel.last = bbo
-            channel.send("bbo", fields.bbo(bbo, ts), touched, self.limits, ts)
+            channel.send("bbo", wire.channel_body(fields.bbo(bbo, ts)), touched, self.limits, ts)

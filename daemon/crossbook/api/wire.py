@@ -103,6 +103,12 @@ def channel_body(fields: dict[str, Any]) -> bytes:
     return b"," + orjson.dumps(fields)[1:]
 
 
+def book_body(ts: int, bids: bytes, asks: bytes, conflated: bool = False) -> bytes:
+    """A snapshot's or delta's body from its sides, encoded: what :func:`channel_body` makes of
+    ``{"ts": ts, "bids": [...], "asks": [...]}`` (and ``"conflated": true``)."""
+    return b',"ts":%d,"bids":%b,"asks":%b%b}' % (ts, bids, asks, b',"conflated":true' if conflated else b"")
+
+
 def frame(head: bytes, seq: int, body: bytes) -> bytes:
     return b"%b%d%b" % (head, seq, body)
 

@@ -71,3 +71,4 @@ cdef class Consolidated:
 cdef uint16_t venue_id(object name) except? 65535
 cdef object venue_name(uint16_t venue)
 cdef bytes venue_json(uint16_t venue)
+cdef bint of_decimal(object value, int64_t* m, int* d) except -1

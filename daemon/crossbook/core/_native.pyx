@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+# cython: language_level=3, cdivision=True, initializedcheck=False
 """The native twin of crossbook.core's levels and venue book: the same behaviour as the pure
 modules (:mod:`crossbook.core.book`, :func:`crossbook.core.exact.levels`), which are the
 reference, with prices and sizes held as fixed-point integers.
@@ -75,7 +75,7 @@ cdef inline bint _plain(const char* s, Py_ssize_t n, int64_t* m, int* d) noexcep
     return True
 
 
-cdef bint _of_decimal(object value, int64_t* m, int* d) except -1:
+cdef bint of_decimal(object value, int64_t* m, int* d) except -1:
     """A ``Decimal``'s mantissa and decimals, if it is finite, not negative and fits."""
     if not value.is_finite() or value.is_signed():
         return False
@@ -118,10 +118,10 @@ cdef bint _value(object item, int64_t* m, int* d) except -1:
         if _plain(s, n, m, d):
             return True
     elif type(item) is _Decimal:
-        if _of_decimal(item, m, d):
+        if of_decimal(item, m, d):
             return True
         return False
-    return _of_decimal(_parse(item), m, d)
+    return of_decimal(_parse(item), m, d)
 
 
 # -- levels ---------------------------------------------------------------------------------------
@@ -249,7 +249,7 @@ cdef Levels _bounded(Levels levels, object bound, bint at_least):
     cdef int64_t m
     cdef int d, c
     cdef Py_ssize_t i
-    if not _of_decimal(bound, &m, &d):
+    if not of_decimal(bound, &m, &d):
         out.exact = [lv for lv in levels.pairs() if (lv[0] >= bound if at_least else lv[0] <= bound)]
         return out
     for i in range(levels.n):
@@ -280,14 +280,17 @@ def levels(raw):
     cdef int pd, sd
     cdef list pairs = None
     try:
-        for level in raw:
-            price, size = level[0], level[1]
-            if pairs is None and _value(price, &pm, &pd) and _value(size, &sm, &sd):
-                out.push(pm, pd, sm, sd)
-                continue
+        for level in raw:  # read in the pure twin's order, so a bad level raises what it raises
+            price = level[0]
             if pairs is None:
+                if _value(price, &pm, &pd):
+                    size = level[1]
+                    if _value(size, &sm, &sd):
+                        out.push(pm, pd, sm, sd)
+                        continue
                 pairs = out.pairs()
-            pairs.append((_parse(price), _parse(size)))
+            parsed = _parse(price)
+            pairs.append((parsed, _parse(level[1])))
     except TypeError:
         raise _BadNumber(f"not a list of [price, size] levels: {str(raw)[:100]!r}") from None
     if pairs is not None:
@@ -304,7 +307,7 @@ cpdef Levels as_levels(object given):
     cdef int pd, sd
     cdef list pairs = list(given)
     for price, size in pairs:
-        if type(price) is _Decimal and type(size) is _Decimal and _of_decimal(price, &pm, &pd) and _of_decimal(size, &sm, &sd):
+        if type(price) is _Decimal and type(size) is _Decimal and of_decimal(price, &pm, &pd) and of_decimal(size, &sm, &sd):
             out.push(pm, pd, sm, sd)
         else:
             out.exact = pairs
@@ -594,7 +597,7 @@ cdef class Book:
         cdef bint found
         cdef Py_ssize_t at
         cdef Lvl* lv
-        if not _of_decimal(price, &m, &d):
+        if not of_decimal(price, &m, &d):
             return None
         if d > self.ps:
             if m % P10[d - self.ps]:
