@@ -81,7 +81,7 @@ def _prepare(path: str | None) -> tuple[Config, ConnectorRegistry, dict[str, Ven
 
 
 def _backend_options() -> dict[str, Any]:
-    """uvloop when it is installed (``pip install crossbook[fast]``), else asyncio's own loop."""
+    """uvloop (a dependency where it installs), else asyncio's own loop."""
     try:
         import uvloop  # noqa: F401
     except ImportError:
