@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import tomllib
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -22,6 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
+from crossbook.cluster.bus import subject_token
 from crossbook.core.model import SYMBOL_RE
 from crossbook.toolkit.connector import ConnectorConfig
 from crossbook.toolkit.registry import ConnectorRegistry, ConnectorSpec
@@ -112,6 +114,16 @@ class ConsolidatedConfig(_Strict):
     """Seconds without a message before a venue is excluded from consolidation."""
 
 
+class ClusterConfig(_Strict):
+    """Scale-out over NATS (README "Cluster"); with ``role = "all"`` NATS is never imported."""
+
+    role: Literal["all", "ingest", "edge"] = "all"
+    """``ingest`` runs the connectors and publishes the books; ``edge`` serves them from the bus."""
+    nats_url: list[str] = Field(["nats://127.0.0.1:4222"], min_length=1)
+    node: str = Field(default_factory=socket.gethostname, min_length=1)
+    """This node's name, unique in the cluster (default: the host name)."""
+
+
 class VenueConfig(BaseModel):
     """A ``[venues.<name>]`` table; keys other than these belong to the connector."""
 
@@ -162,6 +174,7 @@ class Settings(BaseSettings):
     server: ServerConfig = ServerConfig()
     metrics: MetricsConfig = MetricsConfig()
     consolidated: ConsolidatedConfig = ConsolidatedConfig()
+    cluster: ClusterConfig = ClusterConfig()
     venues: dict[str, VenueConfig] = Field(min_length=1)
 
     @field_validator("venues")
@@ -171,6 +184,15 @@ class Settings(BaseSettings):
             if not VENUE_RE.match(name):
                 raise ValueError(f"venue name {name!r} must match {VENUE_RE.pattern} (lower case, no dots)")
         return venues
+
+    @model_validator(mode="after")
+    def _subject_tokens(self) -> Settings:
+        if self.cluster.role != "all":  # names travel in NATS subjects
+            for name, venue in self.venues.items():
+                for token in (name, *venue.symbols):
+                    if not subject_token(token):
+                        raise ValueError(f"venues.{name}: {token!r} cannot be a NATS subject token")
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -213,6 +235,9 @@ class Config:
             if spec is None:
                 known = ", ".join(s.id for s in registry) or "none"
                 problems.append(f"venues.{name}.connector: unknown connector {cid!r} (known: {known})")
+                continue
+            if self.settings.cluster.role == "edge":  # an edge builds no connector: keys unread
+                out[name] = Venue(name, tuple(venue.symbols), spec, spec.config_model.model_construct())
                 continue
             try:
                 config = spec.config_model.model_validate(venue.connector_keys())
