@@ -626,12 +626,15 @@ def test_ping_pong(rid: Any) -> None:
 
 def test_list_reply() -> None:
     engine, hub = make()
+    client = Client(hub)
+    (reply,) = client.send({"op": "list", "id": 0})
+    assert [v["last_message_age"] for v in reply["venues"]] == [None, None, None]  # never heard from
     engine.ingest("a", [BookSnapshot(X, [], [], 1)], 1)
     engine.ingest("b", [BookSnapshot(X, [], [], 1)], 500)
     engine.tick(STALE_NS + 2)  # a goes stale; b was heard from later
-    engine.ingest("c", [VenueStatus(None, BookState.SYNCING, 1)], STALE_NS + 2)
-    client = Client(hub)
-    (reply,) = client.send({"op": "list", "id": "L"})
+    engine.ingest("c", [VenueStatus(None, BookState.SYNCING, 1)], STALE_NS + 2)  # no reason: no resync
+    engine.ingest("c", [BookSnapshot(X, [], [], 1), VenueStatus(X, BookState.SYNCING, 1, "gap")], 1_000_000_001)
+    (reply,) = client.send({"op": "list", "id": "L"}, 2_500_000_001)
     assert reply == {
         "type": "list",
         "id": "L",
@@ -639,10 +642,24 @@ def test_list_reply() -> None:
             {
                 "venue": "a",
                 "connector": "sim",
-                "symbols": [{"symbol": X, "state": "stale"}, {"symbol": Y, "state": "connecting"}],
+                "symbols": [
+                    {"symbol": X, "state": "stale", "resyncs": 0},
+                    {"symbol": Y, "state": "connecting", "resyncs": 0},
+                ],
+                "last_message_age": 2.5,
             },
-            {"venue": "b", "connector": "sim", "symbols": [{"symbol": X, "state": "live"}]},
-            {"venue": "c", "connector": "c", "symbols": [{"symbol": X, "state": "syncing"}]},
+            {
+                "venue": "b",
+                "connector": "sim",
+                "symbols": [{"symbol": X, "state": "live", "resyncs": 0}],
+                "last_message_age": 2.5,
+            },
+            {
+                "venue": "c",
+                "connector": "c",
+                "symbols": [{"symbol": X, "state": "syncing", "resyncs": 1}],
+                "last_message_age": 1.5,
+            },
         ],
         "symbols": [X, Y],
         "channels": [
@@ -661,10 +678,10 @@ def test_list_reply() -> None:
         "max_depth": MAX_DEPTH,
     }
     # Every listed channel can be subscribed to, all at once.
-    msgs = client.subscribe(reply["channels"])
+    msgs = client.subscribe(reply["channels"], now=2_500_000_001)
     assert set(client.session.subs) == set(reply["channels"])
     assert all(m["seq"] >= 1 for m in msgs)
-    assert hub.stats.sent["reply"] == 2
+    assert hub.stats.sent["reply"] == 3
 
 
 # -- unsubscribe, re-subscribe, close -----------------------------------------------------------

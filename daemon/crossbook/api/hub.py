@@ -38,6 +38,11 @@ def _nothing_held() -> None:
     pass
 
 
+def _age(last_ns: int | None, now_ns: int) -> float | None:
+    """Seconds from ``last_ns`` to ``now_ns`` to the millisecond (None: never)."""
+    return None if last_ns is None else round(max(0, now_ns - last_ns) / 1e9, 3)
+
+
 class Hub:
     def __init__(
         self, engine: Engine, max_depth: int, venue_connectors: Mapping[str, str], limits: Limits | None = None
@@ -96,7 +101,7 @@ class Hub:
             elif req.op == "ping":
                 self._reply(subscriber, wire.encode({"type": "pong", "id": req.id}))
             else:
-                self._reply(subscriber, wire.encode(self.listing(req.id)))
+                self._reply(subscriber, wire.encode(self.listing(req.id, now_ns)))
         except RequestError as exc:
             self._reply(subscriber, wire.error(exc.code, exc.message, exc.request_id))
         return None
@@ -112,13 +117,17 @@ class Hub:
             names += [f"book.{symbol}.{v}" for v, syms in self.engine.venue_symbols.items() if symbol in syms]
         return names
 
-    def listing(self, request_id: Any) -> dict[str, Any]:
+    def listing(self, request_id: Any, now_ns: int) -> dict[str, Any]:
         engine = self.engine
         venues = [
             {
                 "venue": venue,
                 "connector": self.venue_connectors.get(venue, venue),
-                "symbols": [{"symbol": s, "state": engine.state(s, venue).label} for s in symbols],
+                "symbols": [
+                    {"symbol": s, "state": engine.state(s, venue).label, "resyncs": engine.books[(s, venue)].resyncs}
+                    for s in symbols
+                ],
+                "last_message_age": _age(engine.last_message_ns[venue], now_ns),
             }
             for venue, symbols in engine.venue_symbols.items()
         ]

@@ -27,7 +27,7 @@ __all__ = ["Batch", "Changes", "Engine", "StatusChange", "VenueBook"]
 
 
 class VenueBook:
-    __slots__ = ("book", "own", "state", "synced")
+    __slots__ = ("book", "own", "resyncs", "state", "synced")
 
     def __init__(self) -> None:
         self.own: L2Book | None = L2Book()
@@ -39,6 +39,8 @@ class VenueBook:
         """What the connector last said."""
         self.state = BookState.CONNECTING
         """Effective state (``synced``, or ``stale`` when a live book's venue went silent)."""
+        self.resyncs = 0
+        """Times the book went back to ``syncing`` with a reason (a resync)."""
 
 
 class Engine:
@@ -246,6 +248,8 @@ class Engine:
         vb.state = state
         if state is BookState.LIVE:
             self._enter(symbol, venue, vb, changes)
+        elif state is BookState.SYNCING and reason:
+            vb.resyncs += 1
         changes.statuses.append(StatusChange(venue, symbol, state, reason, ts))
         self.untold.add((symbol, venue))
 
