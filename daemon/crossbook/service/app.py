@@ -23,6 +23,7 @@ from prometheus_client import start_http_server
 from crossbook.api.hub import Hub
 from crossbook.core.engine import Batch, Changes, Engine
 from crossbook.core.model import BookState, Event
+from crossbook.service.cluster import RunVenue, run_role
 from crossbook.service.config import Config, ConfigError, Venue
 from crossbook.service.metrics import Metrics, VenueMetrics
 from crossbook.service.notify import Notifier
@@ -100,6 +101,11 @@ class Daemon:
         )
         self.hub = Hub(self.engine, self.settings.consolidated.depth, {n: v.spec.id for n, v in venues.items()})
         self.server = ApiServer(self.hub, self.engine, self.metrics, self.settings.server)
+        role = self.settings.cluster.role
+        self.server.streams = role != "ingest"  # an ingest serves health and metrics only
+        self.server.reuse_port = role == "edge"  # several edges on one API port
+        self.run_connector: RunVenue = supervise
+        """Keeps a venue's books coming: its connector (``all``), or as the cluster role has it."""
         self.metrics.export_hub(lambda: self.hub.stats)
         self.feeds: dict[str, VenueFeed] = {}
         self.batch = Batch(self.engine, self._publish)
@@ -211,6 +217,8 @@ class Daemon:
     ) -> None:
         async with anyio.create_task_group() as tg:
             self._tg = tg
+            if self.settings.cluster.role != "all":
+                self.run_connector = await tg.start(run_role, self.settings.cluster, self.engine)
             api_port = await tg.start(self.server.serve, self.settings.server.host, self.settings.server.port)
             for venue in self.venues.values():
                 await tg.start(self._run_venue, venue)
@@ -235,7 +243,7 @@ class Daemon:
         with anyio.CancelScope() as scope:
             self.venue_scopes[venue.name] = scope
             task_status.started()
-            await supervise(venue, self.feeds[venue.name], partial(self._venue_stopped, venue.name))
+            await self.run_connector(venue, self.feeds[venue.name], partial(self._venue_stopped, venue.name))
 
     async def _tell_systemd(self) -> None:
         """Watchdog pings from the event loop itself (a blocked loop misses them) and status."""

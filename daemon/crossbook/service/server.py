@@ -91,6 +91,10 @@ class ApiServer:
         self._pending: set[Subscriber] = set()
         """Subscribers with frames to write at the end of the current callback."""
         self.per_ip: Counter[str] = Counter()
+        self.streams = True
+        """Serves ``/v1/stream`` (an ``ingest`` node serves only health endpoints)."""
+        self.reuse_port = False
+        """Listens with SO_REUSEPORT, sharing the port with other processes (``edge`` nodes)."""
         self.configure(config or ServerConfig())
 
     def configure(self, config: ServerConfig) -> None:
@@ -174,6 +178,7 @@ class ApiServer:
             max_size=cfg.max_frame_bytes,
             compression="deflate" if cfg.compression == "deflate" else None,
             ssl=tls,
+            reuse_port=self.reuse_port,
         )
         bound = server.sockets[0].getsockname()[1]
         log.info("API listening on %s://%s:%d%s", "wss" if tls else "ws", host, bound, STREAM_PATH)
@@ -202,7 +207,7 @@ class ApiServer:
             if waiting:
                 return _response(HTTPStatus.SERVICE_UNAVAILABLE, {"status": "not ready", "not_live": waiting})
             return _response(HTTPStatus.OK, {"status": "ready"})
-        if url.path != STREAM_PATH:
+        if url.path != STREAM_PATH or not self.streams:
             return self._reject("not_found", HTTPStatus.NOT_FOUND, f"no such path; the stream is at {STREAM_PATH}")
         origin = request.headers.get("Origin")
         if self.config.allowed_origins and origin is not None and origin not in self.config.allowed_origins:
