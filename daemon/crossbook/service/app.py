@@ -28,8 +28,10 @@ from crossbook.service.config import Config, ConfigError, Venue
 from crossbook.service.metrics import Metrics, VenueMetrics
 from crossbook.service.notify import Notifier
 from crossbook.service.plugins import PluginError
+from crossbook.service.recorder import Recorder
 from crossbook.service.server import ApiServer
 from crossbook.service.supervisor import supervise
+from crossbook.toolkit.clock import SYSTEM_CLOCK, Clock
 from crossbook.toolkit.registry import RegistryError
 
 log = logging.getLogger("crossbook")
@@ -56,10 +58,10 @@ class VenueFeed:
         self.skipped = 0
 
     def now_ns(self) -> int:
-        return time.time_ns()
+        return self.daemon.clock.time_ns()
 
     def publish(self, events: Sequence[Event]) -> None:
-        now = time.time_ns()
+        now = self.daemon.clock.time_ns()
         vm = self.vm
         vm.messages.inc()
         recv_ns = now
@@ -71,11 +73,11 @@ class VenueFeed:
         self.daemon.dispatch(self.daemon.engine.ingest(self.venue, events, now), recv_ns, self)
 
     def skip(self, reason: str) -> None:
-        self.daemon.dispatch(Changes(skipped=[reason]), time.time_ns(), self)
+        self.daemon.dispatch(Changes(skipped=[reason]), self.daemon.clock.time_ns(), self)
 
     def heard(self) -> None:
         self.vm.messages.inc()
-        now = time.time_ns()
+        now = self.daemon.clock.time_ns()
         changes = self.daemon.engine.touch(self.venue, now)
         if changes.statuses:
             self.daemon.dispatch(changes, now, self)
@@ -85,7 +87,13 @@ Reloader = Callable[[], tuple[Config, dict[str, Venue]]]
 
 
 class Daemon:
-    def __init__(self, config: Config, venues: dict[str, Venue], reloader: Reloader | None = None) -> None:
+    def __init__(
+        self, config: Config, venues: dict[str, Venue], reloader: Reloader | None = None, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
+        self.clock = clock
+        """What venue input is stamped with (``crossbook replay`` drives it with recorded times)."""
+        self.recorder: Recorder | None = None
+        """Records venue input while the daemon runs with ``[record]`` on."""
         self.reloader = reloader
         """Loads and validates the config again on SIGHUP (``None``: reload is refused)."""
         self.notifier = Notifier()
@@ -114,7 +122,7 @@ class Daemon:
         load every venue message already received is in the books first, and each channel gets one
         update for all of them instead of one each, which keeps the daemon up with its venues
         where per-message fan-out would fall behind."""
-        self.hub.publish_held = self.batch.flush
+        self.hub.publish_held = self.flush
         for venue in venues.values():
             self._add_feed(venue)
 
@@ -130,7 +138,14 @@ class Daemon:
         if feed is not None:
             self._account(feed, changes)
         if self.batch.add(changes, recv_ns):
-            asyncio.get_running_loop().call_soon(self.batch.flush)
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Tell subscribers what the batch holds (the venue input since the last flush was read
+        together: the recorder marks it)."""
+        if self.recorder is not None and self.batch.changes is not None:
+            self.recorder.flush()
+        self.batch.flush()
 
     def _publish(self, changes: Changes, recv_ns: int) -> None:
         """Tell subscribers what a batch changed, and the metrics and the log its state changes."""
@@ -174,15 +189,20 @@ class Daemon:
 
     def _venue_stopped(self, name: str, reason: str) -> None:
         self.feeds[name].vm.restarts.inc()
-        now = time.time_ns()
+        now = self.clock.time_ns()
+        if self.recorder is not None:
+            self.recorder.down(name, reason, now)
         self.dispatch(self.engine.venue_down(name, reason, now), now)
 
     async def _watch_staleness(self) -> None:
         period = min(0.25, self.settings.consolidated.stale_after / 4)
         while True:
             await anyio.sleep(period)
-            now = time.time_ns()
-            self.dispatch(self.engine.tick(now), now)
+            now = self.clock.time_ns()
+            changes = self.engine.tick(now)
+            if self.recorder is not None and changes.statuses:
+                self.recorder.tick(now)
+            self.dispatch(changes, now)
 
     def _start_metrics(self) -> tuple[Any, int]:
         cfg = self.settings.metrics
@@ -207,6 +227,8 @@ class Daemon:
             with anyio.open_signal_receiver(*signals) as received:
                 await self._serve(received, metrics_port, handle_signals, task_status)
         finally:
+            if self.recorder is not None:
+                await self.recorder.stop()  # after the connectors: their last inputs are recorded
             httpd.shutdown()
             httpd.server_close()
             self.notifier.close()
@@ -220,6 +242,9 @@ class Daemon:
             if self.settings.cluster.role != "all":
                 self.run_connector = await tg.start(run_role, self.settings.cluster, self.engine)
             api_port = await tg.start(self.server.serve, self.settings.server.host, self.settings.server.port)
+            if self.settings.record.dir is not None:
+                self.recorder = Recorder(self.settings.record, self.venues, self.metrics.registry)
+                tg.start_soon(self.recorder.run)
             for venue in self.venues.values():
                 await tg.start(self._run_venue, venue)
             tg.start_soon(self._watch_staleness)
@@ -243,6 +268,8 @@ class Daemon:
         with anyio.CancelScope() as scope:
             self.venue_scopes[venue.name] = scope
             task_status.started()
+            if self.recorder is not None:
+                venue = self.recorder.recorded(venue)
             await self.run_connector(venue, self.feeds[venue.name], partial(self._venue_stopped, venue.name))
 
     async def _tell_systemd(self) -> None:

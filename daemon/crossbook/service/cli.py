@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 
 from crossbook import __version__, build
-from crossbook.service import logs, scaffold
+from crossbook.service import logs, replay, scaffold
 from crossbook.service.config import Config, ConfigError, Venue, load
 from crossbook.service.plugins import PluginError, load_connectors
 from crossbook.toolkit.registry import ConnectorRegistry, RegistryError
@@ -71,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     new.add_argument("name", metavar="NAME", help="the connector id, e.g. gemini")
     new.add_argument("--dir", metavar="PATH", default=".", help="where to write it (default: here)")
+    replay.add_parser(sub, common)
     return parser
 
 
@@ -109,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = args.command or "run"
     if command == "plugin":
         return _new_plugin(args.name, Path(args.dir))
+    if command == "replay":
+        return replay.main(args)
     path = getattr(args, "config", None)
     try:
         if command == "venues":

@@ -5,7 +5,8 @@ module opens WebSocket connections (and reopens them forever with capped exponen
 full jitter), reads frames, sends what it is told, runs the timers (idle timeout for silent
 stalls, application pings, maximum connection age, the handover deadline) on one replaceable
 :class:`~crossbook.toolkit.clock.Clock`, and hands REST snapshot requests to the venue's
-scheduler.
+scheduler. A :class:`Tape` given to the connector sees every input the handover gets, as it
+gets it (the daemon's recorder).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import anyio
 from anyio.abc import TaskGroup
@@ -49,6 +50,37 @@ class StreamingConfig(ConnectorConfig):
     """REST request weight the venue may spend per minute on snapshots."""
     rest_timeout: float = Field(10.0, gt=0)
     """Seconds a REST snapshot request may take before it is retried."""
+
+
+class Tape(Protocol):
+    """Sees a connector's inputs in the order they reach its :class:`Handover`, with the clock
+    readings they are given with: what replaying them through a new handover needs. ``stream``
+    is the connection's index in :attr:`StreamingConnector.streams`. Must not block or raise."""
+
+    def opened(self, conn: Connection, stream: int, takeover: bool, reason: str, now_ns: int, mono: float) -> None: ...
+
+    def received(self, conn: Connection, stream: int, frame: str | bytes, now_ns: int, mono: float) -> None: ...
+
+    def closed(self, conn: Connection, stream: int, now_ns: int) -> None: ...
+
+    def snapshot(self, symbol: str, body: bytes, now_ns: int) -> None: ...
+
+    def timer(self, kind: str, conn: Connection, stream: int, now_ns: int, mono: float, reason: str) -> None:
+        """A timer fired: ``idle`` (the watchdog asked), ``deadline`` (a handover's), ``plan``
+        (the maximum connection age; ``reason`` is the plan's)."""
+
+
+def deliver(venue: str, feed: Feed, step: Step) -> None:
+    """What a step tells the feed: skips counted, errors logged, events published (else the
+    venue heard)."""
+    for reason in step.skipped:
+        feed.skip(reason)
+    for message in step.errors:
+        log.error("venue %s: %s", venue, message)
+    if step.events:
+        feed.publish(step.events)
+    elif step.heard:
+        feed.heard()
 
 
 class _Reconnect(Exception):
@@ -97,6 +129,10 @@ class StreamingConnector:
         self.rng = rng or random.Random()
         self.clock = clock
         self.handover = Handover(protocol, make_sync, idle_timeout=idle_timeout or protocol.idle_timeout)
+        self.streams = self.protocol.streams(self.symbols)
+        """The connections to keep open (what :meth:`run` opens)."""
+        self.tape: Tape | None = None
+        """Sees every input (recording); set before :meth:`run`."""
         self.sockets: dict[Connection, tuple[ClientConnection, anyio.Event]] = {}
         """Each open connection's WebSocket, and the event that ends it (handed over)."""
         self.feed: Feed
@@ -150,7 +186,7 @@ class StreamingConnector:
                     clock=self.clock,
                 )
                 tg.start_soon(self.scheduler.run)
-            for stream in self.protocol.streams(self.symbols):
+            for stream in self.streams:
                 tg.start_soon(self._keep, stream, False)
 
     # -- connections --------------------------------------------------------------------------
@@ -174,7 +210,10 @@ class StreamingConnector:
                 self._lost(conn, error)
             finally:
                 self.sockets.pop(conn, None)
-                ended = self.handover.closed(conn, clock.time_ns())
+                now = clock.time_ns()
+                if self.tape is not None:
+                    self.tape.closed(conn, self._index(conn), now)
+                ended = self.handover.closed(conn, now)
                 self._apply(ended)
             if ended.retry is None:
                 return
@@ -207,7 +246,10 @@ class StreamingConnector:
         ) as ws:
             ended = anyio.Event()
             self.sockets[conn] = (ws, ended)
-            await self._execute(conn, self.handover.opened(conn, takeover, reason, clock.time_ns(), clock.monotonic()))
+            now, mono = clock.time_ns(), clock.monotonic()
+            if self.tape is not None:
+                self.tape.opened(conn, self._index(conn), takeover, reason, now, mono)
+            await self._execute(conn, self.handover.opened(conn, takeover, reason, now, mono))
             async with anyio.create_task_group() as timers:
                 timers.start_soon(self._watchdog, conn)
                 timers.start_soon(self._until, ended, timers.cancel_scope)
@@ -219,7 +261,8 @@ class StreamingConnector:
                 timers.cancel_scope.cancel()
 
     async def _read(self, conn: Connection, ws: ClientConnection) -> None:
-        received, clock = self.handover.received, self.clock
+        received, clock, tape = self.handover.received, self.clock, self.tape
+        index = self._index(conn)
         frames = 0
         while not conn.done:
             frames += 1
@@ -229,21 +272,19 @@ class StreamingConnector:
                 # Before recv(), so a cancellation never drops a frame already received.
                 await checkpoint_if_cancelled()
             frame = await ws.recv()
-            await self._execute(conn, received(conn, frame, clock.time_ns(), clock.monotonic()))
+            now, mono = clock.time_ns(), clock.monotonic()
+            if tape is not None:
+                tape.received(conn, index, frame, now, mono)
+            await self._execute(conn, received(conn, frame, now, mono))
+
+    def _index(self, conn: Connection) -> int:
+        return next(i for i, stream in enumerate(self.streams) if stream is conn.stream)
 
     def _apply(self, step: Step) -> None:
         """What a step says that needs no waiting. A frame's events are published before anything
         is awaited: a cancellation (shutdown, handover) can then never drop what the frame said,
         which another connection's copy, now a duplicate, would not bring back."""
-        feed = self.feed
-        for reason in step.skipped:
-            feed.skip(reason)
-        for message in step.errors:
-            log.error("venue %s: %s", self.venue, message)
-        if step.events:
-            feed.publish(step.events)
-        elif step.heard:
-            feed.heard()
+        deliver(self.venue, self.feed, step)
         for stream in step.successors:
             self._tg.start_soon(self._keep, stream, True)
         for conn in step.close:
@@ -267,13 +308,16 @@ class StreamingConnector:
             raise _Reconnect(step.reconnect)
 
     def _snapshot_arrived(self, symbol: str, body: bytes, recv_ns: int) -> None:
+        if self.tape is not None:
+            self.tape.snapshot(symbol, body, recv_ns)
         self._apply(self.handover.snapshot(symbol, body, recv_ns))
 
     # -- timers -------------------------------------------------------------------------------
 
     async def _handover_deadline(self, conn: Connection) -> None:
         await self.clock.sleep(handover.HANDOVER_TIMEOUT)
-        self._apply(self.handover.deadline(conn, self.clock.monotonic()))
+        mono = self._timer("deadline", conn)
+        self._apply(self.handover.deadline(conn, mono))
 
     @staticmethod
     async def _until(ended: anyio.Event, scope: anyio.CancelScope) -> None:
@@ -285,14 +329,22 @@ class StreamingConnector:
     async def _watchdog(self, conn: Connection) -> None:
         """Fail a silent connection: one timer per connection, not a deadline per frame."""
         clock = self.clock
-        while (wait := self.handover.idle(conn, clock.monotonic())) is not None:
+        while (wait := self.handover.idle(conn, self._timer("idle", conn))) is not None:
             await clock.sleep(wait)
         raise TimeoutError(f"no frame for {clock.monotonic() - conn.heard:.1f} s")
 
     async def _age_limit(self, conn: Connection) -> None:
         assert self.max_connection_age is not None
         await self.clock.sleep(self.max_connection_age)
-        await self._execute(conn, self.handover.plan(conn, "maximum connection age", self.clock.monotonic()))
+        reason = "maximum connection age"
+        await self._execute(conn, self.handover.plan(conn, reason, self._timer("plan", conn, reason)))
+
+    def _timer(self, kind: str, conn: Connection, reason: str = "") -> float:
+        """The monotonic time a timer fired at (the tape is told)."""
+        mono = self.clock.monotonic()
+        if self.tape is not None:
+            self.tape.timer(kind, conn, self._index(conn), self.clock.time_ns(), mono, reason)
+        return mono
 
     async def _app_pings(self, ws: ClientConnection) -> None:
         frame = self.protocol.app_ping()
