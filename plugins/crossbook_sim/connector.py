@@ -16,8 +16,9 @@ MAX_BATCH = 2000
 
 
 class SimConfig(ConnectorConfig):
-    rate: float = Field(20.0, gt=0, le=10_000_000)
-    """Book update messages per second per symbol (raise it to drive benchmarks)."""
+    rate: float = Field(20.0, ge=0, le=10_000_000)
+    """Book update messages per second per symbol (raise it to drive benchmarks); 0 freezes the
+    books after their snapshots (no updates, no trades), for tests that compare views of them."""
     trade_rate: float = Field(1.0, ge=0)
     """Trades per second per symbol."""
     levels: int = Field(200, ge=1, le=10_000)
@@ -58,6 +59,8 @@ class SimConnector:
         for book in books:
             feed.publish([VenueStatus(book.symbol, BookState.SYNCING, feed.now_ns())])
             feed.publish([book.snapshot(feed.now_ns())])
+        if not cfg.rate:
+            await anyio.sleep_forever()
         interval_ns = 1e9 / (cfg.rate * len(books))
         trade_chance = cfg.trade_rate / cfg.rate
         start = feed.now_ns()

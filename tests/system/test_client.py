@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -17,7 +20,7 @@ from crossbook.core.model import BookDelta, BookSnapshot, Side
 from crossbook.core.model import Trade as VenueTrade
 from crossbook.service.app import Daemon
 from crossbook.toolkit.connector import Feed
-from support import metric, running_daemon
+from support import ROOT, daemon_process, metric, running_daemon
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -112,9 +115,7 @@ async def test_a_slow_reader_is_conflated_and_its_book_starts_again(tmp_path: Pa
                     i += 1
                     levels = [(D(100) - D(k) / 10, D(i % 50 + 1) + D(k)) for k in range(50)]
                     feed.publish([BookDelta("BTC-USDT", levels, [], feed.now_ns())])
-                    if i % 10 == 0:
-                        trade = VenueTrade("BTC-USDT", D(101), D(1), Side.SELL, str(i), feed.now_ns())
-                        feed.publish([trade])
+                    feed.publish([VenueTrade("BTC-USDT", D(101), D(1), Side.SELL, str(i), feed.now_ns())])
                     await anyio.lowlevel.checkpoint()
             assert await metric(daemon, "crossbook_conflations_total") == 1
             received: list[Any] = []
@@ -137,3 +138,19 @@ async def test_a_slow_reader_is_conflated_and_its_book_starts_again(tmp_path: Pa
             assert [m for m in received if isinstance(m, Conflated)]  # trades were dropped, and told
             with pytest.raises(KeyError):
                 client.book(BOOK)
+
+
+@pytest.mark.slow
+def test_the_readme_example_runs_against_the_demo() -> None:
+    """The README's client example, run as written against ``crossbook run`` with the demo."""
+    readme = (ROOT / "README.md").read_text()
+    (example,) = [b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "crossbook.client" in b]
+    with daemon_process() as daemon:
+        code = example.replace("ws://127.0.0.1:8765/", f"ws://127.0.0.1:{daemon.api_port}/")
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = [line.split() for line in done.stdout.splitlines()]
+    assert [int(seq) for seq, _, _ in lines] == [1, 2, 3, 4, 5]
+    for _, bid, ask in lines:
+        assert Decimal(bid) > 0
+        assert Decimal(ask) > 0

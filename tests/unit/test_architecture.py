@@ -18,7 +18,7 @@ ALLOWED = {
     "toolkit": {"core", "toolkit"},
     "api": {"core", "api"},
     "cluster": {"core", "toolkit", "cluster"},
-    "service": {"core", "toolkit", "api", "cluster", "service"},
+    "service": {"core", "toolkit", "api", "cluster", "service", "client"},
     "plugin": {"core", "toolkit"},
     "testing": {"core", "toolkit", "plugin", "testing"},
     "client": set(),

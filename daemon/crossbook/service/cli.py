@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 
 from crossbook import __version__, build
-from crossbook.service import logs, replay, scaffold
+from crossbook.service import logs, replay, scaffold, tail
 from crossbook.service.config import Config, ConfigError, Venue, load
 from crossbook.service.plugins import PluginError, load_connectors
 from crossbook.toolkit.registry import ConnectorRegistry, RegistryError
@@ -72,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     new.add_argument("name", metavar="NAME", help="the connector id, e.g. gemini")
     new.add_argument("--dir", metavar="PATH", default=".", help="where to write it (default: here)")
     replay.add_parser(sub, common)
+    tail.add_parser(sub, common)
     return parser
 
 
@@ -112,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _new_plugin(args.name, Path(args.dir))
     if command == "replay":
         return replay.main(args)
+    if command == "tail":
+        return tail.run(args)
     path = getattr(args, "config", None)
     try:
         if command == "venues":
