@@ -46,6 +46,7 @@ port = 0
 role = "{role}"
 node = "{role}-{n}"
 nats_url = ["{url}"]
+{auth}
 [venues.alpha]
 connector = "scripted"
 symbols = ["BTC-USDT", "ETH-USDT"]
@@ -68,8 +69,8 @@ def nats_server_binary() -> str:
 class NatsServer:
     """A nats-server child with JetStream on loopback; ``start`` again after ``stop`` keeps its port."""
 
-    def __init__(self, binary: str, root: Path) -> None:
-        self.binary, self.root = binary, root
+    def __init__(self, binary: str, root: Path, *args: str) -> None:
+        self.binary, self.root, self.args = binary, root, args
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -77,7 +78,7 @@ class NatsServer:
         ports = self.root / "ports"
         shutil.rmtree(ports, ignore_errors=True)
         ports.mkdir()
-        args = ["-a", "127.0.0.1", "-p", str(self.port or -1), "-js", "-sd", str(self.root / "store")]
+        args = ["-a", "127.0.0.1", "-p", str(self.port or -1), "-js", "-sd", str(self.root / "store"), *self.args]
         self.proc = subprocess.Popen([self.binary, *args, "--ports_file_dir", str(ports)], stderr=subprocess.DEVNULL)
         for _ in range(1000):  # the ports file appears once it listens: no event to await
             files = list(ports.glob("*.ports"))
@@ -111,9 +112,11 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
 
 
 @contextlib.asynccontextmanager
-async def node(tmp_path: Path, role: str, n: int, url: str, port: int = 0) -> AsyncIterator[tuple[Daemon, Addresses]]:
+async def node(
+    tmp_path: Path, role: str, n: int, url: str, port: int = 0, auth: str = ""
+) -> AsyncIterator[tuple[Daemon, Addresses]]:
     path = tmp_path / f"{role}-{n}.toml"
-    path.write_text(VENUES.format(role=role, n=n, url=url, port=port))
+    path.write_text(VENUES.format(role=role, n=n, url=url, port=port, auth=auth))
     config = load(path, environ={})
     daemon = Daemon(config, config.venues(load_connectors(config.settings.plugins)))
     async with anyio.create_task_group() as tg:
@@ -243,3 +246,22 @@ async def test_an_ingest_restart_leaves_edges_syncing_then_live(tmp_path: Path, 
             for round_ in range(10):
                 play(feeds, round_)
             await until(live_and_equal(ingest, edge))
+
+
+async def test_nodes_authenticate_to_nats_with_a_user_and_password(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "nats").mkdir()
+    server = NatsServer(nats_server_binary(), tmp_path / "nats", "--user", "crossbook", "--pass", "s3cret")
+    server.start()
+    try:
+        auth = 'user = "crossbook"\npassword = "s3cret"'
+        async with (
+            node(tmp_path, "ingest", 1, server.url, auth=auth) as (ingest, _),
+            node(tmp_path, "edge", 1, server.url, auth=auth) as (edge, _),
+        ):
+            play(await ingest_feeds(), 0)
+            await until(live_and_equal(ingest, edge))
+        assert "s3cret" not in caplog.text
+    finally:
+        server.stop()

@@ -214,5 +214,11 @@ def test_a_cluster_role_refuses_names_nats_cannot_carry_and_all_never_imports_na
     assert load(path, environ={}).settings.cluster.nats_url == ["nats://127.0.0.1:4222"]
     with pytest.raises(ConfigError, match=r"cluster\.role"):
         load(path, environ={"CROSSBOOK_CLUSTER__ROLE": "both"})
+    for env, problem in (
+        ({"CROSSBOOK_CLUSTER__USER": "u"}, "user and password go together"),
+        ({"CROSSBOOK_CLUSTER__CREDS_FILE": str(tmp_path / "none.creds")}, "none.creds is not a readable file"),
+    ):
+        with pytest.raises(ConfigError, match=problem):
+            load(path, environ=env)
     code = "import sys, crossbook.service.cli, crossbook.service.app; sys.exit('nats' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

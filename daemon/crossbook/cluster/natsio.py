@@ -43,16 +43,24 @@ SILENT_AFTER = 4 * bus.BEAT_INTERVAL
 
 
 async def connect(
-    urls: Sequence[str], node: str, on_lost: Callable[[str, str | None], None], on_back: Callable[[], None]
+    urls: Sequence[str],
+    node: str,
+    on_lost: Callable[[str, str | None], None],
+    on_back: Callable[[], None],
+    **options: Any,
 ) -> Client:
     """A NATS connection that reconnects forever; ``on_lost(reason, subject)`` when messages
-    may have been lost (a disconnect, or a slow consumer's drop on ``subject``)."""
+    may have been lost (a disconnect, or a slow consumer's drop on ``subject``). ``options``:
+    nats-py's authentication and TLS options."""
+
+    said = [""]  # the last error logged: one retried every reconnect attempt is logged once
 
     async def error(exc: Exception) -> None:
         if isinstance(exc, SlowConsumerError):
             log.warning("NATS: slow consumer on %s: messages dropped", exc.subject)
             on_lost("bus_slow", exc.sub.subject)
-        else:
+        elif str(exc) != said[0]:
+            said[0] = str(exc)
             log.warning("NATS: %s", exc)
 
     async def disconnected() -> None:
@@ -61,6 +69,7 @@ async def connect(
 
     async def reconnected() -> None:
         log.info("NATS: reconnected")
+        said[0] = ""
         on_back()
 
     nc = await nats.connect(
@@ -74,6 +83,7 @@ async def connect(
         connect_timeout=2,
         ping_interval=5,
         max_outstanding_pings=2,
+        **options,
     )
     log.info("NATS: connected to %s as %s", nc.connected_url.netloc if nc.connected_url else "?", node)
     return nc

@@ -7,9 +7,10 @@ venue's events reach the daemon's engine and hub through its own feed, unchanged
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskStatus
@@ -25,13 +26,28 @@ RunVenue = Callable[[Venue, Feed, Callable[[str], None]], Awaitable[None]]
 """``run(venue, feed, on_stop)``: keeps one venue's books coming into ``feed``."""
 
 
+def options(config: ClusterConfig) -> dict[str, Any]:
+    """nats-py's options for the authentication and TLS ``config`` asks for."""
+    out: dict[str, Any] = {}
+    if config.user is not None:
+        out |= {"user": config.user, "password": config.password}
+    if config.creds_file is not None:
+        out["user_credentials"] = str(config.creds_file)
+    if config.tls_ca_file is not None or config.tls_cert_file is not None:
+        tls = ssl.create_default_context(cafile=config.tls_ca_file)
+        if config.tls_cert_file is not None:
+            tls.load_cert_chain(config.tls_cert_file, config.tls_key_file)
+        out["tls"] = tls
+    return out
+
+
 async def run_role(config: ClusterConfig, engine: Engine, *, task_status: TaskStatus[RunVenue]) -> None:
     """Connect to NATS and serve the role until cancelled; starts with how to run a venue."""
     from crossbook.cluster import natsio  # only a cluster role imports NATS
     from crossbook.cluster.lead import Leader
 
     if config.role == "ingest":
-        nc = await natsio.connect(config.nats_url, config.node, lambda _reason, _subject: None, lambda: None)
+        nc = await natsio.connect(config.nats_url, config.node, lambda _r, _s: None, lambda: None, **options(config))
         leaders = natsio.LeaderBus(nc, engine, config.node, ep=time.time_ns() // 1000)
 
         async def lead(venue: Venue, feed: Feed, on_stop: Callable[[str], None]) -> None:
@@ -55,7 +71,7 @@ async def run_role(config: ClusterConfig, engine: Engine, *, task_status: TaskSt
                 await nc.close()
     else:
         followers = natsio.FollowerBus()
-        nc = await natsio.connect(config.nats_url, config.node, followers.lost, followers.back)
+        nc = await natsio.connect(config.nats_url, config.node, followers.lost, followers.back, **options(config))
         followers.nc = nc
 
         async def follow(venue: Venue, feed: Feed, _on_stop: Callable[[str], None]) -> None:

@@ -122,6 +122,29 @@ class ClusterConfig(_Strict):
     nats_url: list[str] = Field(["nats://127.0.0.1:4222"], min_length=1)
     node: str = Field(default_factory=socket.gethostname, min_length=1)
     """This node's name, unique in the cluster (default: the host name)."""
+    user: str | None = None
+    password: str | None = Field(None, repr=False)
+    """With ``user``: NATS user and password (never logged)."""
+    creds_file: Path | None = None
+    """A NATS credentials file (JWT and NKey seed), instead of a user and password."""
+    tls_ca_file: Path | None = None
+    """CA that signed the NATS server's certificate (with ``tls://`` URLs)."""
+    tls_cert_file: Path | None = None
+    """Client certificate and key, when the NATS server verifies clients."""
+    tls_key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _auth(self) -> ClusterConfig:
+        if (self.user is None) != (self.password is None):
+            raise ValueError("user and password go together")
+        if self.user is not None and self.creds_file is not None:
+            raise ValueError("a user and password, or a creds_file, not both")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        for path in (self.creds_file, self.tls_ca_file, self.tls_cert_file, self.tls_key_file):
+            if path is not None and not path.is_file():
+                raise ValueError(f"{path} is not a readable file")
+        return self
 
 
 class RecordConfig(_Strict):
