@@ -160,19 +160,6 @@ class RecordConfig(_Strict):
     """Seconds at most between writes: what a crash (``kill -9``) can lose."""
 
 
-class RecordConfig(_Strict):
-    """Record every venue input to zstd files, for ``crossbook replay`` (on when ``dir`` is set)."""
-
-    dir: Path | None = None
-    """The folder the files go to (created if missing)."""
-    max_file_bytes: int = Field(256 * 2**20, ge=2**16)
-    """A file this large (compressed) is closed and a new one started."""
-    max_file_seconds: float = Field(3600.0, gt=0)
-    """A file this old is closed and a new one started."""
-    flush_interval: float = Field(1.0, gt=0)
-    """Seconds at most between writes: what a crash (``kill -9``) can lose."""
-
-
 class VenueConfig(BaseModel):
     """A ``[venues.<name>]`` table; keys other than these belong to the connector."""
 
@@ -223,7 +210,6 @@ class Settings(BaseSettings):
     server: ServerConfig = ServerConfig()
     metrics: MetricsConfig = MetricsConfig()
     consolidated: ConsolidatedConfig = ConsolidatedConfig()
-    record: RecordConfig = RecordConfig()
     record: RecordConfig = RecordConfig()
     cluster: ClusterConfig = ClusterConfig()
     venues: dict[str, VenueConfig] = Field(min_length=1)
