@@ -92,6 +92,9 @@ async def test_local_books_follow_the_daemon_across_a_forced_disconnect(tmp_path
             assert fresh.seq == 1
             await client.ping()
             assert client.reconnects == 1
+            (venue,) = (await client.listing()).venues
+            assert (venue.venue, venue.symbols[0].state, venue.symbols[0].resyncs) == ("alpha", "live", 0)
+            assert venue.last_message_age is not None
             assert client_book(client) == daemon_book(daemon, 5)
             assert client.book(BOOK).best_ask == client.book(BOOK).asks[0]
             assert client.book(BOOK).asks[0].price == D(102)

@@ -145,3 +145,12 @@ def test_json_lines_are_the_apis_messages(frozen_daemon: DaemonProcess) -> None:
     best = snapshot["bids"][0]
     assert isinstance(best[0], str)  # exact text, as the server sent it
     assert (Decimal(best[0]), Decimal(best[1]), sorted(best[2])) == (bbo.bid.price, bbo.bid.size, bbo.bid.venues)
+    refused = subprocess.run(
+        [sys.executable, "-m", "crossbook", "tail", "book.NOPE", "--json", "--url", stream_url(frozen_daemon)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert (refused.returncode, refused.stdout) == (1, "")
+    assert refused.stderr == "crossbook tail: unknown_channel: unknown channel(s): book.NOPE\n"

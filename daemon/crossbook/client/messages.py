@@ -121,12 +121,15 @@ class Error(_Message, tag="error"):
 class SymbolState(msgspec.Struct, frozen=True):
     symbol: str
     state: str
+    resyncs: int = 0
 
 
 class VenueInfo(msgspec.Struct, frozen=True):
     venue: str
     connector: str
     symbols: list[SymbolState]
+    last_message_age: float | None = None
+    """Seconds since the venue last sent anything; ``None`` before its first message."""
 
 
 class Listing(_Message, tag="list"):

@@ -7,6 +7,7 @@ Book channels are ladders redrawn in place (``rich``); other messages are lines 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from decimal import Decimal
@@ -52,16 +53,18 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
 
 
 def run(args: argparse.Namespace) -> int:
-    err = Console(stderr=True)
     try:
         anyio.run(_json if args.json else _view, args)
     except KeyboardInterrupt:
         return 0
+    except BrokenPipeError:  # the reader of --json went away (| head): done, as for any filter
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+        return 0
     except (OSError, InvalidStatus, InvalidURI) as exc:
-        err.print(f"crossbook tail: cannot connect to {args.url}: {exc}", markup=False, highlight=False)
+        print(f"crossbook tail: cannot connect to {args.url}: {exc}", file=sys.stderr)
         return 1
     except SubscriptionError as exc:
-        err.print(f"crossbook tail: {exc}", markup=False, highlight=False)
+        print(f"crossbook tail: {exc}", file=sys.stderr)
         return 1
     return 0
 
@@ -80,12 +83,19 @@ async def _view(args: argparse.Namespace) -> None:
     async with connect(args.url, args.token) as client:
         view = View(client, books)
         with Live(view.render(), console=console, auto_refresh=False, transient=False) as live:
+            refused: SubscriptionError | None = None
             async with anyio.create_task_group() as tg:
                 tg.start_soon(view.redraw, live)
-                async for msg in client.subscribe(*args.channels, depth=args.depth):
-                    line = view.take(msg)
-                    if line is not None:
-                        console.print(line)
+                try:
+                    async for msg in client.subscribe(*args.channels, depth=args.depth):
+                        line = view.take(msg)
+                        if line is not None:
+                            console.print(line)
+                except SubscriptionError as exc:  # raised here, not wrapped in the task group's group
+                    refused = exc
+                tg.cancel_scope.cancel()
+            if refused is not None:
+                raise refused
 
 
 class View:
