@@ -9,11 +9,12 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crossbook.api import channels, views
+from crossbook.api import channels, views, wire
 from crossbook.api.hub import Hub
 from crossbook.core import book, consolidated, engine, exact
 from crossbook.core.engine import Batch, Engine
@@ -40,6 +41,7 @@ def pure_build() -> Iterator[None]:
         (channels, "SideView", views.PureSideView),
         (views, "encode_consolidated", views.pure_encode_consolidated),
         (views, "encode_venue", views.pure_encode_venue),
+        (views, "encode_bbo", views.pure_encode_bbo),
     ]
     with pytest.MonkeyPatch.context() as patch:
         for module, name, pure in swaps:
@@ -92,6 +94,11 @@ def test_views_send_what_the_pure_twin_sends(data: st.DataObject) -> None:
                 pure_c, depth, side
             )
             assert module.encode_venue(twin_b, depth, side) == views.pure_encode_venue(pure_b, depth, side)
+        sides = module.encode_bbo(twin_c)
+        assert sides == views.pure_encode_bbo(pure_c)
+        for conflated in (False, True):  # the body is what channel_body makes of the fields
+            fields = {"ts": 7, **orjson.loads(b"{" + sides)} | ({"conflated": True} if conflated else {})
+            assert wire.bbo_body(7, sides, conflated) == wire.channel_body(fields)
 
 
 def run(seed: int, steps: int) -> list[list[bytes]]:

@@ -416,3 +416,58 @@ def encode_venue(book, Py_ssize_t depth, bint bids):
         return PyBytes_FromStringAndSize(out.data, out.n)
     finally:
         free(out.data)
+
+
+cdef int _bbo_side(Out* out, Consolidated c, int s) except -1:
+    """One side's best level as ``["price","size",["venue",...]]``, or ``null``."""
+    cdef CLvl* lv
+    cdef bytes name
+    cdef int j
+    if c.n[s] == 0:
+        _put(out, b"null", 4)
+        return 0
+    lv = &c.side[s][c.n[s] - 1]
+    _put(out, b"[", 1)
+    _number(out, lv.price, c.ps)
+    _put(out, b",", 1)
+    _number(out, lv.total, c.ss)
+    _put(out, b",[", 2)
+    if lv.shares == NULL:
+        name = venue_json(lv.venue)
+        _put(out, PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name))
+    else:
+        for j in range(lv.nshares):
+            if j:
+                _put(out, b",", 1)
+            name = venue_json(lv.shares[j].venue)
+            _put(out, PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name))
+    _put(out, b"]]", 2)
+    return 0
+
+
+def encode_bbo(book):
+    """A consolidated book's best bid and offer as a ``bbo`` message's fields after ``ts``."""
+    if type(book) is not Consolidated or (<Consolidated>book).exact is not None:
+        from crossbook.api.views import pure_encode_bbo
+
+        return pure_encode_bbo(book)
+    cdef Consolidated c = <Consolidated>book
+    cdef bint both = c.n[BID] > 0 and c.n[ASK] > 0
+    cdef int64_t bid = c.side[BID][c.n[BID] - 1].price if both else 0
+    cdef int64_t ask = c.side[ASK][c.n[ASK] - 1].price if both else 0
+    cdef Out out
+    out.data, out.n, out.cap = NULL, 0, 0
+    try:
+        _put(&out, b'"bid":', 6)
+        _bbo_side(&out, c, BID)
+        _put(&out, b',"ask":', 7)
+        _bbo_side(&out, c, ASK)
+        if both and bid > ask:
+            _put(&out, b',"crossed":true,"locked":false}', 31)
+        elif both and bid == ask:
+            _put(&out, b',"crossed":false,"locked":true}', 31)
+        else:
+            _put(&out, b',"crossed":false,"locked":false}', 32)
+        return PyBytes_FromStringAndSize(out.data, out.n)
+    finally:
+        free(out.data)

@@ -14,7 +14,6 @@ from typing import ClassVar, NamedTuple
 
 from crossbook.api import wire
 from crossbook.api.views import SideView
-from crossbook.core.consolidated import BBO
 
 ABUSE_SECONDS = 5
 """A client over its request rate by this many seconds' worth of requests is disconnected."""
@@ -232,4 +231,4 @@ class BboChannel(Channel):
     def __init__(self, name: str, stats: Stats, symbol: str) -> None:
         super().__init__(name, stats)
         self.symbol = symbol
-        self.last: BBO | None = None
+        self.last: bytes | None = None  # the bbo last sent, encoded (``views.encode_bbo``)

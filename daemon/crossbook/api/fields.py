@@ -2,27 +2,11 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from crossbook.core.changes import StatusChange
-from crossbook.core.consolidated import BBO
 from crossbook.core.exact import text
 from crossbook.core.model import Trade
-
-
-def _bbo_side(side: tuple[Decimal, Decimal, tuple[str, ...]] | None) -> list[Any] | None:
-    return None if side is None else [text(side[0]), text(side[1]), list(side[2])]
-
-
-def bbo(value: BBO, ts: int) -> dict[str, Any]:
-    return {
-        "ts": ts,
-        "bid": _bbo_side(value.bid),
-        "ask": _bbo_side(value.ask),
-        "crossed": value.crossed,
-        "locked": value.locked,
-    }
 
 
 def trade(venue: str, value: Trade) -> dict[str, Any]:

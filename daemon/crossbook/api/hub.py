@@ -174,7 +174,7 @@ class Hub:
             if bbo is None:
                 self.engine.watch(symbol)
                 bbo = self._bbo[symbol] = BboChannel(name, self.stats, symbol)
-                bbo.last = self.engine.consolidated[symbol].bbo()
+                bbo.last = views.encode_bbo(self.engine.consolidated[symbol])
             return bbo
         trades = self._trades.get(symbol)
         if trades is None:
@@ -269,14 +269,13 @@ class Hub:
 
     def _first(self, subscriber: Subscriber, channel: Channel, now_ns: int, conflated: bool = False) -> None:
         """What a new subscriber gets first (or a conflated one on catching up): the current state."""
-        extra = {"conflated": True} if conflated else {}
         if isinstance(channel, BookChannel):
             # The views equal the books' top levels whenever the hub is called: read the books.
             bids, asks = self._top(channel, True), self._top(channel, False)
             channel.send_one(subscriber, "snapshot", wire.book_body(now_ns, bids, asks, conflated))
         elif isinstance(channel, BboChannel):
             assert channel.last is not None
-            channel.send_one(subscriber, "bbo", wire.channel_body(fields.bbo(channel.last, now_ns) | extra))
+            channel.send_one(subscriber, "bbo", wire.bbo_body(now_ns, channel.last, conflated))
         elif isinstance(channel, StatusChannel):
             self._status_snapshot(subscriber, now_ns, conflated)
 
@@ -314,7 +313,7 @@ class Hub:
                 self._update(channel, True)
                 self._update(channel, False)
         for bbo in self._bbo.values():
-            bbo.last = self.engine.consolidated[bbo.symbol].bbo()
+            bbo.last = views.encode_bbo(self.engine.consolidated[bbo.symbol])
         for subscriber in self.subscribers:
             if subscriber.behind_since is None:
                 subscriber.fall_behind(now_ns)
@@ -393,7 +392,7 @@ class Hub:
             channel.send("delta", wire.book_body(ts, dbids, dasks), touched, self.limits, ts)
 
     def _bbo_update(self, channel: BboChannel, ts: int, touched: set[Subscriber]) -> None:
-        bbo = self.engine.consolidated[channel.symbol].bbo()
+        bbo = views.encode_bbo(self.engine.consolidated[channel.symbol])
         if bbo != channel.last:
             channel.last = bbo
-            channel.send("bbo", wire.channel_body(fields.bbo(bbo, ts)), touched, self.limits, ts)
+            channel.send("bbo", wire.bbo_body(ts, bbo), touched, self.limits, ts)

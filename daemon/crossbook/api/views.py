@@ -108,11 +108,25 @@ def pure_encode_venue(book: BookView, depth: int, bids: bool) -> bytes:
     return encode([(p, s, None) for p, s in (book.top_bids(depth) if bids else book.top_asks(depth))])
 
 
+def _bbo_side(side: tuple[Decimal, Decimal, tuple[str, ...]] | None) -> list[Any] | None:
+    return None if side is None else [text(side[0]), text(side[1]), list(side[2])]
+
+
+def pure_encode_bbo(book: ConsolidatedBook) -> bytes:
+    """A consolidated book's best bid and offer as a ``bbo`` message's fields after ``ts``:
+    ``"bid":…,"ask":…,"crossed":…,"locked":…}``. Equal bytes, equal bbo: a channel compares them."""
+    bbo = book.bbo()
+    fields = {"bid": _bbo_side(bbo.bid), "ask": _bbo_side(bbo.ask), "crossed": bbo.crossed, "locked": bbo.locked}
+    return orjson.dumps(fields)[1:]
+
+
 NATIVE = native.load("crossbook.api._native") if exact.NATIVE is not None else None
 """The native module that reads the native books, where it runs."""
 if TYPE_CHECKING or NATIVE is None:
     SideView = PureSideView
     encode_consolidated = pure_encode_consolidated
     encode_venue = pure_encode_venue
+    encode_bbo = pure_encode_bbo
 else:  # this build's: the pure ones stay the reference
     SideView, encode_consolidated, encode_venue = NATIVE.SideView, NATIVE.encode_consolidated, NATIVE.encode_venue
+    encode_bbo = NATIVE.encode_bbo

@@ -109,6 +109,14 @@ def book_body(ts: int, bids: bytes, asks: bytes, conflated: bool = False) -> byt
     return b',"ts":%d,"bids":%b,"asks":%b%b}' % (ts, bids, asks, b',"conflated":true' if conflated else b"")
 
 
+def bbo_body(ts: int, sides: bytes, conflated: bool = False) -> bytes:
+    """A ``bbo`` message's body from its encoded fields after ``ts`` (``views.encode_bbo``):
+    what :func:`channel_body` makes of ``{"ts": ts, "bid": …, …}`` (and ``"conflated": true``)."""
+    if conflated:
+        sides = sides[:-1] + b',"conflated":true}'
+    return b',"ts":%d,%b' % (ts, sides)
+
+
 def frame(head: bytes, seq: int, body: bytes) -> bytes:
     return b"%b%d%b" % (head, seq, body)
 
