@@ -1,4 +1,5 @@
-"""The API's I/O edge: WebSocket connections on ``/v1/stream`` plus ``/healthz`` and ``/readyz``.
+"""The API's I/O edge: WebSocket connections on ``/v1/stream`` plus ``/healthz``, ``/readyz`` and
+the web view (:mod:`crossbook.service.webview`).
 
 websockets' types stay in this module. Each connection has a reader (frames to the hub) and a
 writer task. When the hub has queued frames, :meth:`ApiServer.wake` has them written as soon as
@@ -46,6 +47,7 @@ from crossbook.api.wire import text_frame_header
 from crossbook.core.engine import Engine
 from crossbook.service.config import ServerConfig, read_tokens
 from crossbook.service.metrics import Metrics
+from crossbook.service.webview import INFO_PATH, WebView, info, same_origin
 
 log = logging.getLogger("crossbook.server")
 STREAM_PATH = "/v1/stream"
@@ -95,6 +97,7 @@ class ApiServer:
         """Serves ``/v1/stream`` (an ``ingest`` node serves only health endpoints)."""
         self.reuse_port = False
         """Listens with SO_REUSEPORT, sharing the port with other processes (``edge`` nodes)."""
+        self.web = WebView()
         self.configure(config or ServerConfig())
 
     def configure(self, config: ServerConfig) -> None:
@@ -181,6 +184,8 @@ class ApiServer:
             reuse_port=self.reuse_port,
         )
         bound = server.sockets[0].getsockname()[1]
+        if self.streams:  # before the API's line: whoever waits for that one has this one too
+            log.info("web view: open %s://%s:%d/ in a browser", "https" if tls else "http", host, bound)
         log.info("API listening on %s://%s:%d%s", "wss" if tls else "ws", host, bound, STREAM_PATH)
         try:
             async with anyio.create_task_group() as tg:
@@ -207,10 +212,17 @@ class ApiServer:
             if waiting:
                 return _response(HTTPStatus.SERVICE_UNAVAILABLE, {"status": "not ready", "not_live": waiting})
             return _response(HTTPStatus.OK, {"status": "ready"})
+        if self.streams and url.path == INFO_PATH:
+            authorized = not self.tokens or self._authorized(request.headers, url.query)
+            return _response(HTTPStatus.OK, info(self.hub, bool(self.tokens), authorized))
+        page = self.web.page(url.path) if self.streams else None
+        if page is not None:
+            return page
         if url.path != STREAM_PATH or not self.streams:
             return self._reject("not_found", HTTPStatus.NOT_FOUND, f"no such path; the stream is at {STREAM_PATH}")
         origin = request.headers.get("Origin")
-        if self.config.allowed_origins and origin is not None and origin not in self.config.allowed_origins:
+        allowed = self.config.allowed_origins
+        if allowed and origin is not None and origin not in allowed and not self._own_origin(origin, request):
             return self._reject("origin", HTTPStatus.FORBIDDEN, "origin not allowed")
         if self.tokens and not self._authorized(request.headers, url.query):
             response = self._reject("unauthorized", HTTPStatus.UNAUTHORIZED, "a valid bearer token is required")
@@ -225,6 +237,10 @@ class ApiServer:
         except ValueError as exc:
             return self._reject("bad_query", HTTPStatus.BAD_REQUEST, str(exc))
         return None
+
+    def _own_origin(self, origin: str, request: Request) -> bool:
+        """The web view's own origin (the page this server serves) is always allowed."""
+        return same_origin(origin, request.headers.get("Host"), bool(self.config.cert_file and self.config.key_file))
 
     def _authorized(self, headers: Headers, query: str) -> bool:
         """Bearer token from the header or ``?token=``, compared in constant time with every token."""
