@@ -213,7 +213,7 @@ VENUE_REFUSALS = [
         "unknown connector 'nope'",
     ),
     ("connector-from-name", '[venues.x]\nsymbols = ["BTC-USDT"]\n', "venues.x.connector", "unknown connector 'x'"),
-    ("rate-range", VENUE + "rate = -1\n", "venues.sim-a.rate", "greater than 0"),
+    ("rate-range", VENUE + "rate = -1\n", "venues.sim-a.rate", "greater than or equal to 0"),
     ("rate-type", VENUE + 'rate = "fast"\n', "venues.sim-a.rate", "valid number"),
     ("levels-range", VENUE + "levels = 0\n", "venues.sim-a.levels", "greater than or equal to 1"),
     ("tick-value", VENUE + 'tick = "-1"\n', "venues.sim-a.tick", "positive decimal"),
@@ -245,10 +245,10 @@ def test_unknown_connector_with_empty_registry_says_none(tmp_path: Path) -> None
 
 
 def test_every_venue_problem_is_reported_at_once(tmp_path: Path, registry: ConnectorRegistry) -> None:
-    text = VENUE + "rate = 0\n" + '[venues.x]\nconnector = "nope"\nsymbols = ["BTC-USDT"]\n'
+    text = VENUE + "rate = -1\n" + '[venues.x]\nconnector = "nope"\nsymbols = ["BTC-USDT"]\n'
     path = write(tmp_path / "c.toml", text)
     message = venue_refusal(path, registry)
-    assert_names(message, path, "venues.sim-a.rate", "greater than 0")
+    assert_names(message, path, "venues.sim-a.rate", "greater than or equal to 0")
     assert_names(message, path, "venues.x.connector", "unknown connector 'nope'")
     assert len(message.splitlines()) == 2
 
