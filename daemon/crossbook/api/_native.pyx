@@ -7,7 +7,7 @@ A view that meets a book on the exact path becomes a pure view for good (rare, a
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport INT64_MAX, int64_t
-from libc.stdlib cimport free, malloc, realloc
+from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from libc.string cimport memcpy
 
 from crossbook.core._native cimport CLvl, Book, Consolidated, Lvl, of_decimal, venue_json
@@ -39,7 +39,7 @@ cdef int _room(Out* out, Py_ssize_t more) except -1:
     cap = cap * 2 if cap else 1024
     while cap < out.n + more:
         cap *= 2
-    grown = <char*>realloc(out.data, cap)
+    grown = <char*>PyMem_Realloc(out.data, cap)
     if grown == NULL:
         raise MemoryError()
     out.data = grown
@@ -122,7 +122,7 @@ cdef bytes _done(Out* out):
     try:
         return PyBytes_FromStringAndSize(out.data, out.n)
     finally:
-        free(out.data)
+        PyMem_Free(out.data)
 
 
 # -- the view -------------------------------------------------------------------------------------
@@ -147,19 +147,19 @@ cdef class SideView:
         self.pure = None
 
     def __dealloc__(self):
-        free(self.price)
-        free(self.mark)
+        PyMem_Free(self.price)
+        PyMem_Free(self.mark)
 
     cdef int _reserve(self, Py_ssize_t need) except -1:
         cdef int64_t* p
         cdef int64_t* m
         if need <= self.cap:
             return 0
-        p = <int64_t*>realloc(self.price, need * sizeof(int64_t))
+        p = <int64_t*>PyMem_Realloc(self.price, need * sizeof(int64_t))
         if p == NULL:
             raise MemoryError()
         self.price = p
-        m = <int64_t*>realloc(self.mark, need * sizeof(int64_t))
+        m = <int64_t*>PyMem_Realloc(self.mark, need * sizeof(int64_t))
         if m == NULL:
             raise MemoryError()
         self.mark = m
@@ -216,13 +216,13 @@ cdef class SideView:
         cdef int64_t* old_mark = self.mark
         cdef Out out
         out.data, out.n, out.cap = NULL, 0, 0
-        cdef char* gone = <char*>malloc(old_n + 1)  # old entries not among the new top
-        cdef int64_t* new_price = <int64_t*>malloc((count + 1) * sizeof(int64_t))
-        cdef int64_t* new_mark = <int64_t*>malloc((count + 1) * sizeof(int64_t))
+        cdef char* gone = <char*>PyMem_Malloc(old_n + 1)  # old entries not among the new top
+        cdef int64_t* new_price = <int64_t*>PyMem_Malloc((count + 1) * sizeof(int64_t))
+        cdef int64_t* new_mark = <int64_t*>PyMem_Malloc((count + 1) * sizeof(int64_t))
         if gone == NULL or new_price == NULL or new_mark == NULL:
-            free(gone)
-            free(new_price)
-            free(new_mark)
+            PyMem_Free(gone)
+            PyMem_Free(new_price)
+            PyMem_Free(new_mark)
             raise MemoryError()
         try:
             _put(&out, b"[", 1)
@@ -256,16 +256,16 @@ cdef class SideView:
                     _number(&out, old_price[k], c.ps)
                     _put(&out, b',"0",{}]', 8)
             _put(&out, b"]", 1)
-            free(self.price)
-            free(self.mark)
+            PyMem_Free(self.price)
+            PyMem_Free(self.mark)
             self.price, self.mark, self.n, self.cap = new_price, new_mark, count, count + 1
             new_price = new_mark = NULL
             return EMPTY if out.n == 2 else PyBytes_FromStringAndSize(out.data, out.n)
         finally:
-            free(out.data)
-            free(gone)
-            free(new_price)
-            free(new_mark)
+            PyMem_Free(out.data)
+            PyMem_Free(gone)
+            PyMem_Free(new_price)
+            PyMem_Free(new_mark)
 
     def diff_venue(self, book, Py_ssize_t depth, bint bids):
         """As :meth:`diff_consolidated`, for a venue's own book."""
@@ -284,13 +284,13 @@ cdef class SideView:
         cdef int64_t* old_mark = self.mark
         cdef Out out
         out.data, out.n, out.cap = NULL, 0, 0
-        cdef char* gone = <char*>malloc(old_n + 1)
-        cdef int64_t* new_price = <int64_t*>malloc((count + 1) * sizeof(int64_t))
-        cdef int64_t* new_mark = <int64_t*>malloc((count + 1) * sizeof(int64_t))
+        cdef char* gone = <char*>PyMem_Malloc(old_n + 1)
+        cdef int64_t* new_price = <int64_t*>PyMem_Malloc((count + 1) * sizeof(int64_t))
+        cdef int64_t* new_mark = <int64_t*>PyMem_Malloc((count + 1) * sizeof(int64_t))
         if gone == NULL or new_price == NULL or new_mark == NULL:
-            free(gone)
-            free(new_price)
-            free(new_mark)
+            PyMem_Free(gone)
+            PyMem_Free(new_price)
+            PyMem_Free(new_mark)
             raise MemoryError()
         try:
             _put(&out, b"[", 1)
@@ -322,16 +322,16 @@ cdef class SideView:
                     _number(&out, old_price[k], b.ps)
                     _put(&out, b',"0"]', 5)
             _put(&out, b"]", 1)
-            free(self.price)
-            free(self.mark)
+            PyMem_Free(self.price)
+            PyMem_Free(self.mark)
             self.price, self.mark, self.n, self.cap = new_price, new_mark, count, count + 1
             new_price = new_mark = NULL
             return EMPTY if out.n == 2 else PyBytes_FromStringAndSize(out.data, out.n)
         finally:
-            free(out.data)
-            free(gone)
-            free(new_price)
-            free(new_mark)
+            PyMem_Free(out.data)
+            PyMem_Free(gone)
+            PyMem_Free(new_price)
+            PyMem_Free(new_mark)
 
     def may_change(self, Py_ssize_t depth, reach, bint bids):
         """Whether changes that reach no better than ``reach`` can change a view of ``depth``
@@ -386,7 +386,7 @@ def encode_consolidated(book, Py_ssize_t depth, bint bids):
         _put(&out, b"]", 1)
         return PyBytes_FromStringAndSize(out.data, out.n)
     finally:
-        free(out.data)
+        PyMem_Free(out.data)
 
 
 def encode_venue(book, Py_ssize_t depth, bint bids):
@@ -415,7 +415,7 @@ def encode_venue(book, Py_ssize_t depth, bint bids):
         _put(&out, b"]", 1)
         return PyBytes_FromStringAndSize(out.data, out.n)
     finally:
-        free(out.data)
+        PyMem_Free(out.data)
 
 
 cdef int _bbo_side(Out* out, Consolidated c, int s) except -1:
@@ -470,4 +470,4 @@ def encode_bbo(book):
             _put(&out, b',"crossed":false,"locked":false}', 32)
         return PyBytes_FromStringAndSize(out.data, out.n)
     finally:
-        free(out.data)
+        PyMem_Free(out.data)

@@ -8,12 +8,13 @@ book holds its prices at one scale (the most decimals seen) and its sizes at ano
 comparing and summing are integer operations, and gives each value back with the decimals it came
 with. A value that does not fit (more than 18 digits, more than 18 decimals, or a rescaled value
 beyond 64 bits) sends that book to the exact path: from then on it is a pure book of ``Decimal``,
-never rounded.
+never rounded. Memory comes from ``PyMem_*``, so ``tracemalloc`` (the memory bench) counts it.
 """
 
 from cpython.unicode cimport PyUnicode_Check
 from libc.stdint cimport INT64_MAX, int64_t, uint8_t, uint16_t
-from libc.stdlib cimport free, malloc, qsort, realloc
+from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
+from libc.stdlib cimport qsort
 from libc.string cimport memcpy, memmove
 
 from decimal import Decimal
@@ -139,13 +140,13 @@ cdef class Levels:
         self.exact = None
 
     def __dealloc__(self):
-        free(self.lv)
+        PyMem_Free(self.lv)
 
     cdef int push(self, int64_t price, int pd, int64_t size, int sd) except -1:
         cdef Lvl* grown
         if self.n == self.cap:
             self.cap = self.cap * 2 if self.cap else 16
-            grown = <Lvl*>realloc(self.lv, self.cap * sizeof(Lvl))
+            grown = <Lvl*>PyMem_Realloc(self.lv, self.cap * sizeof(Lvl))
             if grown == NULL:
                 raise MemoryError()
             self.lv = grown
@@ -368,8 +369,8 @@ cdef class Book:
         self.exact = None
 
     def __dealloc__(self):
-        free(self.side[0])
-        free(self.side[1])
+        PyMem_Free(self.side[0])
+        PyMem_Free(self.side[1])
 
     # -- the exact path --------------------------------------------------------------------------
 
@@ -458,7 +459,7 @@ cdef class Book:
         cap = cap * 2 if cap else 64
         while cap < need:
             cap *= 2
-        grown = <Lvl*>realloc(self.side[s], cap * sizeof(Lvl))
+        grown = <Lvl*>PyMem_Realloc(self.side[s], cap * sizeof(Lvl))
         if grown == NULL:
             raise MemoryError()
         self.side[s] = grown
@@ -522,7 +523,7 @@ cdef class Book:
         """A side from a snapshot's levels: sorted once, not inserted one by one. Of equal prices
         the first nonzero gives the price as given, the last nonzero the size (a dict's way)."""
         cdef Py_ssize_t i, j, k = 0, n = 0
-        cdef Entry* tmp = <Entry*>malloc((levels.n + 1) * sizeof(Entry))
+        cdef Entry* tmp = <Entry*>PyMem_Malloc((levels.n + 1) * sizeof(Entry))
         cdef Lvl* a
         cdef Lvl swap
         if tmp == NULL:
@@ -556,7 +557,7 @@ cdef class Book:
                     a[k - 1 - i] = swap
             self.n[s] = k
         finally:
-            free(tmp)
+            PyMem_Free(tmp)
         return 0
 
     def truncate(self, int depth):
@@ -766,8 +767,8 @@ cdef class Consolidated:
         cdef Py_ssize_t i
         for s in range(2):
             for i in range(self.n[s]):
-                free(self.side[s][i].shares)
-            free(self.side[s])
+                PyMem_Free(self.side[s][i].shares)
+            PyMem_Free(self.side[s])
 
     cdef int _grow(self, int s, Py_ssize_t need) except -1:
         cdef CLvl* grown
@@ -777,7 +778,7 @@ cdef class Consolidated:
         cap = cap * 2 if cap else 64
         while cap < need:
             cap *= 2
-        grown = <CLvl*>realloc(self.side[s], cap * sizeof(CLvl))
+        grown = <CLvl*>PyMem_Realloc(self.side[s], cap * sizeof(CLvl))
         if grown == NULL:
             raise MemoryError()
         self.side[s] = grown
@@ -872,7 +873,7 @@ cdef class Consolidated:
                 return 0
             if not _add(lv.total, size, &total):
                 return OVERFLOW
-            lv.shares = <Share*>malloc(2 * sizeof(Share))
+            lv.shares = <Share*>PyMem_Malloc(2 * sizeof(Share))
             if lv.shares == NULL:
                 raise MemoryError()
             first = venue_name(lv.venue) < venue_name(venue)
@@ -899,7 +900,7 @@ cdef class Consolidated:
                 lv.nshares -= 1
                 if lv.nshares == 1:  # one venue's alone again
                     lv.venue, lv.total = lv.shares[0].venue, lv.shares[0].size
-                    free(lv.shares)
+                    PyMem_Free(lv.shares)
                     lv.shares = NULL
                     lv.nshares = 0
             self.version += 1
@@ -909,7 +910,7 @@ cdef class Consolidated:
             return 0
         if not _add(lv.total, size, &total):
             return OVERFLOW
-        grown = <Share*>realloc(lv.shares, (lv.nshares + 1) * sizeof(Share))
+        grown = <Share*>PyMem_Realloc(lv.shares, (lv.nshares + 1) * sizeof(Share))
         if grown == NULL:
             raise MemoryError()
         lv.shares = grown
@@ -953,7 +954,7 @@ cdef class Consolidated:
                 for j in range(lv.nshares):
                     name = venue_name(lv.shares[j].venue)
                     given.setdefault(name, ([], []))[s].append((price, _decimal(lv.shares[j].size, self.ss)))
-                free(lv.shares)
+                PyMem_Free(lv.shares)
             self.n[s] = 0
         for name, (bids, asks) in given.items():
             book.update(name, bids, asks)
