@@ -145,6 +145,7 @@ def browser() -> Iterator[Any]:
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
         options.add_argument(arg)
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
@@ -152,6 +153,12 @@ def browser() -> Iterator[Any]:
         yield driver
     finally:
         driver.quit()
+
+
+def no_errors(driver: Any) -> None:
+    """The page logged no error (an exception in a module, a failed request) to the console."""
+    errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+    assert not errors, errors
 
 
 def web_url(daemon: DaemonProcess) -> str:
@@ -310,6 +317,7 @@ def test_the_page_shows_the_apis_book_and_a_venue_going_down(tmp_path: Path, bro
         states = browser.execute_script(rows)
         assert sorted(states) == ["sim-a live"] * 2 + ["sim-b live"] * 2 + ["sim-c down"] * 2
         save_screenshot(browser, tmp_path, "web-view-venue-down.png")
+        no_errors(browser)
 
 
 HEAP = """
@@ -345,6 +353,7 @@ def test_the_page_stays_light_while_updates_stream(tmp_path: Path, browser: Any)
         # Ladder rows are fixed; a level's venue segments (one to three) are all that may vary.
         assert max(e for _, e in samples) <= elements + 2 * 20 * 2, samples
         assert max(h for h, _ in samples) <= heap * 1.5 + 1_000_000, samples
+        no_errors(browser)
 
 
 @pytest.mark.slow
@@ -368,3 +377,4 @@ def test_with_a_tokens_file_the_page_asks_for_a_token(tmp_path: Path, browser: A
         browser.refresh()  # the token is kept for the tab's session
         until(browser, lambda d: shown(d)["ladder_seq"] >= 1, "the ladder after a reload")
         assert not browser.find_element("id", "login").is_displayed()
+        no_errors(browser)

@@ -82,6 +82,10 @@ class App {
       picker.replaceChildren(...listing.symbols.map((s) => new Option(s, s)));
       if (this.symbol) picker.value = this.symbol;
     }
+    if (this.subscribed && !listing.symbols.includes(this.subscribed) && listing.symbols.length) {
+      this.subscribed = null; // a reload removed it, and its channels with it
+      this.watch(listing.symbols[0]);
+    }
     return listing;
   }
 
