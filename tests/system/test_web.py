@@ -136,12 +136,18 @@ async def test_info_says_whether_a_token_is_needed_and_the_pages_origin_is_allow
 @pytest.fixture
 def browser() -> Iterator[Any]:
     """Headless chromium through Debian's chromedriver (selenium never fetches a browser itself)."""
-    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        missing = "selenium (pip install -e '.[test]')"
+    else:
+        found = shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)
+        missing = "" if found else "chromium and chromedriver (Debian packages chromium, chromium-driver)"
+    if missing:
         if os.environ.get("CI") == "true":
-            pytest.fail("chromium and chromedriver are required under CI (Debian packages chromium, chromium-driver)")
-        pytest.skip("chromium or chromedriver not installed (Debian packages chromium, chromium-driver)")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
+            pytest.fail(f"{missing} required under CI")
+        pytest.skip(f"{missing} not installed")
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
