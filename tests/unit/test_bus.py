@@ -140,7 +140,7 @@ def test_a_gap_resyncs_the_book_from_a_snapshot_aligned_on_the_sequence() -> Non
 def test_messages_buffered_before_the_snapshot_are_dropped_up_to_its_seq() -> None:
     leader = Leader("sim-a", SYMS, ep=1, node="n1")
     follower = Follower("sim-a", SYMS, silent_after_ns=SEC)
-    assert roundtrip([snapshot(), delta()], follower, leader) == []  # waiting: buffered
+    assert roundtrip([delta(size="1"), delta()], follower, leader) == []  # waiting: buffered
     reply = leader.snapshot("BTC-USDT", BookState.LIVE, L2Book(), None, 1)  # after seq 2
     roundtrip([delta(size="9")], follower, leader)
     out = follower.snapshot("BTC-USDT", reply, 2)
@@ -151,7 +151,7 @@ def test_a_new_leader_resyncs_and_an_old_one_is_fenced() -> None:
     old, new = Leader("sim-a", SYMS, ep=1, node="a"), Leader("sim-a", SYMS, ep=2, node="b")
     follower = synced(old)
     assert roundtrip([snapshot()], follower, old) == [snapshot()]
-    out = roundtrip([snapshot()], follower, new, now=3)
+    out = roundtrip([delta()], follower, new, now=3)  # seq 1 of epoch 2, not the whole book
     assert out == [VenueStatus("BTC-USDT", BookState.SYNCING, 3, "leader_changed")]
     assert roundtrip([delta()], follower, old) == []
     assert follower.fenced == 1
@@ -161,6 +161,40 @@ def test_a_new_leader_resyncs_and_an_old_one_is_fenced() -> None:
     reply = new.snapshot("BTC-USDT", BookState.LIVE, L2Book(), None, 5)
     assert follower.snapshot("BTC-USDT", reply, 6)[0].recv_ns == 5  # type: ignore[union-attr]
     assert follower.waiting() == []
+
+
+def test_a_leader_taking_over_starts_its_epoch_with_whole_books_followed_at_once() -> None:
+    old, new = Leader("sim-a", SYMS, ep=1, node="a"), Leader("sim-a", SYMS, ep=0, node="b")
+    follower = synced(old)
+    roundtrip([snapshot(), delta(), delta(symbol="ETH-USDT")], follower, old)
+    book = L2Book()
+    book.replace(snapshot().bids, snapshot().asks)
+    takeover = new.start(5, {"BTC-USDT": (BookState.LIVE, book), "ETH-USDT": (BookState.SYNCING, L2Book())}, 9)
+    out = [o for subject, payload in takeover for o in follower.message(bus.symbol_of(subject), payload, 10)]
+    assert out == [
+        BookSnapshot("BTC-USDT", book.bids(), book.asks(), 9),
+        VenueStatus("ETH-USDT", BookState.SYNCING, 9, "leader_changed"),
+    ]
+    assert follower.waiting() == []
+    assert follower.ep == 5
+    assert roundtrip([delta(size="3")], follower, new) == [delta(size="3")]  # seq 2 of epoch 5
+    assert roundtrip([delta(size="7")], follower, old) == []  # the old leader, woken up: fenced
+    assert follower.fenced == 1
+    assert new.start(6, {"BTC-USDT": (BookState.LIVE, book), "ETH-USDT": (BookState.LIVE, book)}, 11)[0][1].startswith(
+        b'{"ep":6,"seq":1,'
+    ), "a new epoch numbers from 1 again"
+
+
+def test_after_a_silence_a_lower_epoch_is_followed() -> None:
+    """Epochs are lease revisions: a NATS whose store was wiped starts them again from 1."""
+    follower = synced(Leader("sim-a", SYMS, ep=40, node="a"))
+    follower.beat(Leader("sim-a", SYMS, ep=40, node="a").beat(None)[1], 0)
+    assert follower.tick(2 * SEC)  # silent: syncing
+    fresh = Leader("sim-a", SYMS, ep=0, node="a")
+    takeover = fresh.start(1, dict.fromkeys(SYMS, (BookState.CONNECTING, L2Book())), 3)
+    out = [o for subject, payload in takeover for o in follower.message(bus.symbol_of(subject), payload, 4)]
+    assert out == [VenueStatus(s, BookState.CONNECTING, 3, "leader_changed") for s in SYMS]
+    assert follower.fenced == 0
 
 
 def test_heartbeats_tell_heard_and_a_lost_tail_once_confirmed() -> None:

@@ -4,8 +4,10 @@ It turns bus messages into the events a venue connector gives the engine, so an 
 hub and API work as they do on a single process. A book follows one epoch's stream message by
 message (``seq`` + 1 each). A gap, a message from a newer leader, a lost connection, a slow
 consumer's drop or a silent leader puts it in ``syncing``; it then waits for a snapshot reply,
-buffering what arrives, and goes on from the reply's ``seq``. Messages of an older epoch than
-one already seen are fenced off (counted, never applied).
+buffering what arrives, and goes on from the reply's ``seq``. A new epoch's first message (``seq``
+1) holds the book's whole state (a leader that takes over sends it): the book goes on from it at
+once. Messages of an older epoch than one seen since the leader was last silent are fenced off
+(counted, never applied).
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ HEARD = object()
 Output = Event | Skip | object
 
 
+def _whole(event: Event) -> bool:
+    """Whether ``event`` says all there is of a book: the book itself, or a state without one."""
+    return isinstance(event, BookSnapshot) or (isinstance(event, VenueStatus) and event.state is not BookState.LIVE)
+
+
 class _Book:
     __slots__ = ("buffer", "ep", "seq", "suspect")
 
@@ -59,6 +66,8 @@ class Follower:
         self.heard: int | None = None
         self.fenced = 0
         self.resyncs = 0
+        self.sent_ns = 0
+        """The leader's receive time (``ts``) of the last book message read."""
 
     def waiting(self) -> list[str]:
         """Symbols whose book waits for a snapshot reply."""
@@ -89,8 +98,12 @@ class Follower:
             msg = bus.decode(symbol, payload)
         except bus.BusError as exc:
             return [Skip(f"{symbol}: {exc}")]
+        self.sent_ns = msg.event.recv_ns
         if not self._epoch(msg.ep, now_ns):
             return []
+        if msg.seq == 1 and msg.ep != book.ep and _whole(msg.event):
+            book.ep, book.seq, book.buffer, book.suspect = msg.ep, 1, None, 0
+            return [msg.event]  # a new epoch starts with the book's whole state: no snapshot needed
         out: list[Output] = []
         if book.buffer is None:
             if msg.ep == book.ep and msg.seq <= book.seq:
@@ -171,4 +184,5 @@ class Follower:
         if self.last_ns is None or now_ns - self.last_ns <= self.silent_after_ns:
             return []
         self.last_ns = None
+        self.ep = -1  # whoever leads next is followed, even at a lower epoch (a NATS store wiped)
         return self.lost("bus_silent", now_ns)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from crossbook.cluster import bus
 from crossbook.core.book import BookView
-from crossbook.core.model import BookState, Event, VenueStatus
+from crossbook.core.model import BookSnapshot, BookState, Event, VenueStatus
 
 Message = tuple[str, bytes]
 """(subject, payload)"""
@@ -14,7 +14,7 @@ Message = tuple[str, bytes]
 
 class Leader:
     """Numbers one venue's events for the bus: ``seq`` grows by 1 per message of a book, from 1
-    in each epoch ``ep``."""
+    in each epoch ``ep`` (the lease's, see :mod:`~crossbook.cluster.lease`)."""
 
     def __init__(self, venue: str, symbols: Sequence[str], ep: int, node: str) -> None:
         self.venue = venue
@@ -35,6 +35,23 @@ class Leader:
                     out.append(self._next(symbol, one))
             elif event.symbol in seqs:
                 out.append(self._next(event.symbol, event))
+        return out
+
+    def start(self, ep: int, books: Mapping[str, tuple[BookState, BookView]], now_ns: int) -> list[Message]:
+        """Epoch ``ep`` begins (this node won the venue's lease): each book's ``seq`` 1 is its
+        whole state, the book if ``live``, else its status, so followers go on from it at once."""
+        self.ep = ep
+        out: list[Message] = []
+        for symbol in self.seqs:
+            self.seqs[symbol] = 0
+            state, book = books[symbol]
+            event: Event
+            if state is BookState.LIVE:
+                bids, asks = book.sides()
+                event = BookSnapshot(symbol, list(bids), list(asks), now_ns)
+            else:
+                event = VenueStatus(symbol, state, now_ns, "leader_changed")
+            out.append(self._next(symbol, event))
         return out
 
     def _next(self, symbol: str, event: Event) -> Message:

@@ -23,10 +23,16 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.errors import SlowConsumerError
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
 
 from crossbook.cluster import bus
+from crossbook.cluster import lease as lease_
 from crossbook.cluster.follow import HEARD, Follower, Output, Skip
 from crossbook.cluster.lead import Leader, Message
+from crossbook.cluster.lease import Lease
+from crossbook.core.book import BookView
 from crossbook.core.engine import Engine
 from crossbook.core.model import BookState, Event, VenueStatus
 from crossbook.toolkit.connector import Feed
@@ -40,6 +46,9 @@ RETRY_AFTER = 0.2
 """Seconds between snapshot requests for a book still waiting for one."""
 SILENT_AFTER = 4 * bus.BEAT_INTERVAL
 """A leader not heard for this long leaves its books ``syncing``."""
+SILENT_NS = int(SILENT_AFTER * 1e9)
+LEASES = "crossbook-v1-leases"
+"""The key-value bucket of the venues' leases: one key per venue, its leader's node name."""
 
 
 async def connect(
@@ -90,17 +99,19 @@ async def connect(
 
 
 class LeaderBus:
-    """The ingest role's bus: every venue's books published, heartbeats, snapshot replies."""
+    """The ingest role's bus: each venue's books published while this node holds its lease
+    (:mod:`~crossbook.cluster.lease`), heartbeats, snapshot replies. A standby runs the same
+    connectors and books, silent on the bus."""
 
-    def __init__(self, nc: Client, engine: Engine, node: str, ep: int) -> None:
+    def __init__(self, nc: Client, engine: Engine, node: str) -> None:
         self.nc = nc
         self.engine = engine
         self.node = node
-        self.ep = ep
-        self.leaders: dict[str, Leader] = {}
+        self.leaders: dict[str, tuple[Leader, Lease]] = {}
         self.outbox: deque[Message] = deque()
         self.wake = anyio.Event()
         self.dropped = 0
+        self.kv: KeyValue | None = None
 
     def send(self, messages: list[Message]) -> None:
         if len(self.outbox) + len(messages) > MAX_OUTBOX:
@@ -131,50 +142,107 @@ class LeaderBus:
     async def _beat(self) -> None:
         while True:
             await anyio.sleep(bus.BEAT_INTERVAL)
-            self.send([leader.beat(self.engine.last_message_ns.get(v)) for v, leader in self.leaders.items()])
+            now = time.monotonic()
+            self.send(
+                [
+                    leader.beat(self.engine.last_message_ns.get(v))
+                    for v, (leader, lease) in self.leaders.items()
+                    if lease.holds(now)
+                ]
+            )
 
-    async def lead(self, venue: str, symbols: Sequence[str], run: Callable[[Leader], Awaitable[None]]) -> None:
-        """Publish ``venue``'s books while ``run(leader)`` runs its connector."""
-        leader = self.leaders[venue] = Leader(venue, symbols, self.ep, self.node)
+    async def lead(
+        self, venue: str, symbols: Sequence[str], lease: Lease, run: Callable[[Leader, Lease], Awaitable[None]]
+    ) -> None:
+        """Run ``venue``'s connector (``run``), publishing its books while ``lease`` is held."""
+        leader = Leader(venue, symbols, 0, self.node)
+        self.leaders[venue] = (leader, lease)
 
         async def reply(msg: Msg) -> None:
             symbol = bus.symbol_of(msg.subject)
             vb = self.engine.books.get((symbol, venue))
-            if vb is None or symbol not in leader.seqs or not msg.reply:
+            if vb is None or symbol not in leader.seqs or not msg.reply or not lease.holds(time.monotonic()):
                 return
             now = time.time_ns()
             await msg.respond(leader.snapshot(symbol, vb.synced, vb.book, self.engine.last_message_ns.get(venue), now))
 
         sub = await self.nc.subscribe(bus.snap_subject(venue, "*"), cb=reply)
         try:
-            await run(leader)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._hold, leader, lease)
+                await run(leader, lease)
+                tg.cancel_scope.cancel()
         finally:
             del self.leaders[venue]
             with anyio.CancelScope(shield=True), anyio.move_on_after(1), contextlib.suppress(NatsError):
+                if lease.holds(time.monotonic()) and self.kv is not None:
+                    await self.kv.delete(venue, last=lease.revision)  # a standby takes over at once
                 await sub.unsubscribe()  # the connection may be closed already
+
+    async def _bucket(self) -> KeyValue:
+        if self.kv is None:
+            config = KeyValueConfig(LEASES, history=1, ttl=lease_.TTL, storage=StorageType.FILE, replicas=1)
+            self.kv = await self.nc.jetstream().create_key_value(config)
+        return self.kv
+
+    async def _hold(self, leader: Leader, lease: Lease) -> None:
+        """Win and keep ``leader``'s venue lease; on each win, start a new epoch."""
+        venue, said = leader.venue, ""
+        while True:
+            last, sent = lease.action(), time.monotonic()
+            try:
+                with anyio.fail_after(REQUEST_TIMEOUT):
+                    kv = await self._bucket()
+                    value = self.node.encode()
+                    revision = await (kv.create(venue, value) if last is None else kv.update(venue, value, last=last))
+            except KeyWrongLastSequenceError:
+                if lease.holds(time.monotonic()):
+                    log.warning("venue %s: lease lost, standing down (epoch %d)", venue, lease.epoch)
+                lease.refused()
+            except (NatsError, TimeoutError) as exc:
+                self.kv = None
+                if f"{exc!r}" != said:
+                    said = f"{exc!r}"
+                    log.warning("venue %s: lease bucket %s: %s", venue, LEASES, type(exc).__name__)
+                lease.failed(time.monotonic())
+            else:
+                said = ""
+                if lease.written(revision, sent, time.monotonic()):
+                    books = {s: self._state(s, venue) for s in leader.seqs}
+                    self.send(leader.start(lease.epoch, books, time.time_ns()))
+                    log.info("venue %s: leading, epoch %d", venue, lease.epoch)
+            await anyio.sleep(lease.wait())
+
+    def _state(self, symbol: str, venue: str) -> tuple[BookState, BookView]:
+        vb = self.engine.books[(symbol, venue)]
+        return vb.synced, vb.book
 
 
 class LeadingFeed:
-    """A connector's feed on the ingest role: what the connector publishes goes to the bus, then
-    to the engine (the same call, so a snapshot reply always matches its ``seq``)."""
+    """A connector's feed on the ingest role: what the connector publishes goes to the bus while
+    this node leads the venue, then to the engine (the same call, so a snapshot reply always
+    matches its ``seq``)."""
 
-    def __init__(self, feed: Feed, leader: Leader, bus_: LeaderBus) -> None:
+    def __init__(self, feed: Feed, leader: Leader, lease: Lease, bus_: LeaderBus) -> None:
         self.feed = feed
         self.venue = feed.venue
         self.symbols = feed.symbols
         self.leader = leader
+        self.lease = lease
         self.bus = bus_
         self.now_ns = feed.now_ns
         self.heard = feed.heard
         self.skip = feed.skip
 
     def publish(self, events: Sequence[Event]) -> None:
-        self.bus.send(self.leader.messages(events))
+        if self.lease.holds(time.monotonic()):
+            self.bus.send(self.leader.messages(events))
         self.feed.publish(events)
 
     def down(self, reason: str) -> None:
         """The connector stopped: every book of the venue is down, on the bus too."""
-        self.bus.send(self.leader.messages([VenueStatus(None, BookState.DOWN, time.time_ns(), reason)]))
+        if self.lease.holds(time.monotonic()):
+            self.bus.send(self.leader.messages([VenueStatus(None, BookState.DOWN, time.time_ns(), reason)]))
 
 
 class FollowerBus:
@@ -195,11 +263,12 @@ class FollowerBus:
         for _follower, _feed, wanted in self.followers.values():
             wanted.set()
 
-    async def follow(self, venue: str, symbols: Sequence[str], feed: Feed) -> None:
-        """Rebuild ``venue``'s books from the bus into ``feed`` until cancelled."""
+    async def follow(self, follower: Follower, feed: Feed, lag: Callable[[float], None]) -> None:
+        """Rebuild ``follower``'s venue's books from the bus into ``feed`` until cancelled;
+        ``lag(seconds)`` for each book message: the leader's receive of the venue message to now."""
         nc = self.nc
         assert nc is not None
-        follower = Follower(venue, symbols, int(SILENT_AFTER * 1e9))
+        venue = follower.venue
         wanted = anyio.Event()
         self.followers[venue] = (follower, feed, wanted)
 
@@ -208,7 +277,10 @@ class FollowerBus:
                 wanted.set()
 
         async def book(msg: Msg) -> None:
-            deliver(follower.message(bus.symbol_of(msg.subject), msg.data, time.time_ns()))
+            now = time.time_ns()
+            out = follower.message(bus.symbol_of(msg.subject), msg.data, now)
+            lag((now - follower.sent_ns) / 1e9)
+            deliver(out)
 
         async def beat(msg: Msg) -> None:
             deliver(follower.beat(msg.data, time.time_ns()))

@@ -240,7 +240,7 @@ class Daemon:
         async with anyio.create_task_group() as tg:
             self._tg = tg
             if self.settings.cluster.role != "all":
-                self.run_connector = await tg.start(run_role, self.settings.cluster, self.engine)
+                self.run_connector = await tg.start(run_role, self.settings.cluster, self.engine, self.metrics.registry)
             api_port = await tg.start(self.server.serve, self.settings.server.host, self.settings.server.port)
             if self.settings.record.dir is not None:
                 self.recorder = Recorder(self.settings.record, self.venues, self.metrics.registry)

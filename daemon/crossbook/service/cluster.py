@@ -1,21 +1,28 @@
 """The daemon's ``ingest`` and ``edge`` roles: how each runs a venue (``[cluster]``, README "Cluster").
 
 ``ingest`` runs each venue's connector as ``all`` does, through a feed that also publishes to
-NATS; ``edge`` runs no connector but a follower of the venue's books on the bus. Either way the
-venue's events reach the daemon's engine and hub through its own feed, unchanged.
+NATS while the node holds the venue's lease (a standby runs the same, silent); ``edge`` runs no
+connector but a follower of the venue's books on the bus. Either way the venue's events reach the
+daemon's engine and hub through its own feed, unchanged.
 """
 
 from __future__ import annotations
 
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskStatus
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
+from crossbook.cluster.follow import Follower
+from crossbook.cluster.lease import Lease
 from crossbook.service.config import ClusterConfig, Venue
+from crossbook.service.metrics import LAG_BUCKETS
 from crossbook.service.supervisor import supervise
 from crossbook.toolkit.connector import Feed
 
@@ -41,18 +48,65 @@ def options(config: ClusterConfig) -> dict[str, Any]:
     return out
 
 
-async def run_role(config: ClusterConfig, engine: Engine, *, task_status: TaskStatus[RunVenue]) -> None:
+class _ClusterCollector(Collector):
+    """The cluster's per-node metrics, read from the leases and followers when scraped."""
+
+    def __init__(self, leases: dict[str, Lease], followers: dict[str, Follower]) -> None:
+        self.leases = leases
+        self.followers = followers
+
+    def collect(self) -> Iterator[Metric]:
+        now = time.monotonic()
+        leader = GaugeMetricFamily(
+            "crossbook_cluster_leader", "1 if this node leads the venue, else 0", labels=["venue"]
+        )
+        state = GaugeMetricFamily(
+            "crossbook_cluster_lease_state", "Venue lease: 0 standby, 1 leader, 2 unknown", labels=["venue"]
+        )
+        epoch = GaugeMetricFamily(
+            "crossbook_cluster_epoch", "Leader epoch this node last led at (ingest) or follows (edge)", labels=["venue"]
+        )
+        wins = CounterMetricFamily(
+            "crossbook_cluster_lease_wins", "Times this node took the venue lease", labels=["venue"]
+        )
+        resyncs = CounterMetricFamily(
+            "crossbook_cluster_bus_resyncs", "Books the bus put back to syncing", labels=["venue"]
+        )
+        fenced = CounterMetricFamily(
+            "crossbook_cluster_fenced", "Bus messages of an older leader epoch ignored", labels=["venue"]
+        )
+        for venue, lease in sorted(self.leases.items()):
+            leader.add_metric([venue], int(lease.holds(now)))
+            state.add_metric([venue], lease.state.value)
+            epoch.add_metric([venue], lease.epoch)
+            wins.add_metric([venue], lease.wins)
+        for venue, follower in sorted(self.followers.items()):
+            epoch.add_metric([venue], max(follower.ep, 0))
+            resyncs.add_metric([venue], follower.resyncs)
+            fenced.add_metric([venue], follower.fenced)
+        yield from (leader, state, wins) if self.leases else (resyncs, fenced)
+        yield epoch
+
+
+async def run_role(
+    config: ClusterConfig, engine: Engine, registry: CollectorRegistry, *, task_status: TaskStatus[RunVenue]
+) -> None:
     """Connect to NATS and serve the role until cancelled; starts with how to run a venue."""
     from crossbook.cluster import natsio  # only a cluster role imports NATS
     from crossbook.cluster.lead import Leader
 
+    leases: dict[str, Lease] = {}
+    followers: dict[str, Follower] = {}
+    registry.register(_ClusterCollector(leases, followers))
     if config.role == "ingest":
         nc = await natsio.connect(config.nats_url, config.node, lambda _r, _s: None, lambda: None, **options(config))
-        leaders = natsio.LeaderBus(nc, engine, config.node, ep=time.time_ns() // 1000)
+        leaders = natsio.LeaderBus(nc, engine, config.node)
 
         async def lead(venue: Venue, feed: Feed, on_stop: Callable[[str], None]) -> None:
-            async def run(leader: Leader) -> None:
-                leading = natsio.LeadingFeed(feed, leader, leaders)
+            lease = leases[venue.name] = Lease()
+
+            async def run(leader: Leader, lease: Lease) -> None:
+                leading = natsio.LeadingFeed(feed, leader, lease, leaders)
 
                 def stopped(reason: str) -> None:
                     leading.down(reason)
@@ -60,7 +114,7 @@ async def run_role(config: ClusterConfig, engine: Engine, *, task_status: TaskSt
 
                 await supervise(venue, leading, stopped)
 
-            await leaders.lead(venue.name, venue.symbols, run)
+            await leaders.lead(venue.name, venue.symbols, lease, run)
 
         try:
             async with anyio.create_task_group() as tg:
@@ -70,12 +124,20 @@ async def run_role(config: ClusterConfig, engine: Engine, *, task_status: TaskSt
             with anyio.CancelScope(shield=True), anyio.move_on_after(1):
                 await nc.close()
     else:
-        followers = natsio.FollowerBus()
-        nc = await natsio.connect(config.nats_url, config.node, followers.lost, followers.back, **options(config))
-        followers.nc = nc
+        lag = Histogram(
+            "crossbook_cluster_bus_lag_seconds",
+            "The leader's receive of a venue message to this edge's receive of its bus message",
+            ["venue"],
+            buckets=LAG_BUCKETS,
+            registry=registry,
+        )
+        bus = natsio.FollowerBus()
+        nc = await natsio.connect(config.nats_url, config.node, bus.lost, bus.back, **options(config))
+        bus.nc = nc
 
         async def follow(venue: Venue, feed: Feed, _on_stop: Callable[[str], None]) -> None:
-            await followers.follow(venue.name, venue.symbols, feed)
+            follower = followers[venue.name] = Follower(venue.name, venue.symbols, natsio.SILENT_NS)
+            await bus.follow(follower, feed, lag.labels(venue.name).observe)
 
         try:
             task_status.started(follow)
