@@ -50,32 +50,9 @@ def venue_symbol(symbol: str, v1: bool = False) -> str:
     return f"{base}/{quote}"
 
 
-_TEXTS: dict[int, tuple[Decimal, str]] = {}
-TEXTS_SIZE = 8192
-"""Checksum texts remembered by the identity of their Decimal (kept alive here, so its id is not
-reused): formatting is ~4x a lookup, and books hold the parse cache's shared objects. Not by
-value: ``5.1`` and ``5.10`` are equal but have different checksum texts. A checksum reads 40
-numbers, so this holds the working set of ~200 books; each entry keeps ~290 bytes alive (its
-Decimal, tuple and text), ~2.4 MB when full (65,536 entries took ~19 MB)."""
-
-
-def _text(value: Decimal) -> str:
-    """The number's digits as sent, '.' removed and leading zeros stripped."""
-    hit = _TEXTS.get(id(value))
-    if hit is not None:
-        return hit[1]
-    text = format(value, "f").replace(".", "").lstrip("0")
-    if len(_TEXTS) >= TEXTS_SIZE:
-        _TEXTS.clear()
-    _TEXTS[id(value)] = (value, text)
-    return text
-
-
 def checksum(book: BookView) -> int:
     """Kraken's CRC32 of the top 10 asks (lowest first) then the top 10 bids (highest first)."""
-    parts = [_text(p) + _text(q) for p, q in book.top_asks(10)]
-    parts += [_text(p) + _text(q) for p, q in book.top_bids(10)]
-    return zlib.crc32("".join(parts).encode())
+    return zlib.crc32((book.digits(10, False) + book.digits(10, True)).encode())
 
 
 _DECODER = msgspec.json.Decoder(float_hook=json_number)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crossbook.core.book import L2Book
+from crossbook.core.book import L2Book, PureL2Book
 from crossbook.core.model import Level
 
 ZERO = Decimal(0)
@@ -242,3 +242,15 @@ def test_many_digit_prices_are_exact_on_both_sides(prices: list[Decimal]) -> Non
         assert book.bid_size(p) == one
     book.apply([(p, ZERO) for p in prices], [])
     assert book.bids() == []
+
+
+def test_remembered_digits_are_bounded() -> None:
+    """The pure twin's memo of digit texts keeps its numbers alive: unbounded, a long run would
+    hold every one it saw."""
+    from crossbook.core import book as module
+
+    b = PureL2Book()
+    for i in range(module.DIGITS_SIZE + 100):
+        b.replace([(Decimal(f"{i}.50"), Decimal("0.010"))], [])
+        assert b.digits(1, True) == f"{i}50".lstrip("0") + "10"
+        assert len(module._DIGITS) <= module.DIGITS_SIZE

@@ -111,6 +111,7 @@ def read(book: Any) -> Any:
         [repr(book.ask_size(exact.parse(p))) for p in PRICES],
         repr(book.best_bid()),
         repr(book.best_ask()),
+        [book.digits(n, bids) for n in (0, 1, 3, 50) for bids in (True, False)],
     )
 
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import gzip
-import zlib
 from pathlib import Path
 
 import orjson
@@ -125,17 +124,3 @@ def test_equal_numbers_with_other_digits_have_other_checksums() -> None:
     assert crc("5.1", "2") == crc("5.1", "2")  # remembered texts
     assert crc("5.10", "2") != crc("5.1", "2")
     assert crc("5.1", "2.0") != crc("5.1", "2")
-
-
-def test_remembered_checksum_texts_are_bounded() -> None:
-    """The memo keeps its numbers alive: unbounded, a long run would hold every one it saw."""
-    from decimal import Decimal
-
-    from crossbook.core.book import L2Book
-    from crossbook_kraken import protocol
-
-    book = L2Book()
-    for i in range(protocol.TEXTS_SIZE + 100):
-        book.replace([(Decimal(f"{i}.50"), Decimal("0.010"))], [])
-        assert checksum(book) == zlib.crc32(f"{i}50".lstrip("0").encode() + b"10")
-        assert len(protocol._TEXTS) <= protocol.TEXTS_SIZE

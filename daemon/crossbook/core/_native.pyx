@@ -99,6 +99,21 @@ cdef bint of_decimal(object value, int64_t* m, int* d) except -1:
     return True
 
 
+cdef inline Py_ssize_t _digits(char* out, Py_ssize_t at, int64_t m) noexcept:
+    """Write a mantissa's digits (none for zero, as leading zeros are stripped); returns the end."""
+    cdef char tmp[20]
+    cdef int k = 0
+    while m:
+        tmp[k] = <char>(48 + m % 10)
+        m //= 10
+        k += 1
+    while k:
+        k -= 1
+        out[at] = tmp[k]
+        at += 1
+    return at
+
+
 cdef object _decimal(int64_t m, int d):
     """The ``Decimal`` of a mantissa with ``d`` decimals (its exponent is ``-d``, as given)."""
     text = str(m)
@@ -629,6 +644,25 @@ cdef class Book:
         if self.exact is not None:
             return self.exact.top_asks(n)
         return self._pairs(ASK, n) if n > 0 else []
+
+    def digits(self, Py_ssize_t n, bint bids):
+        if self.exact is not None:
+            return self.exact.digits(n, bids)
+        cdef int s = BID if bids else ASK
+        cdef Lvl* a = self.side[s]
+        cdef Py_ssize_t i, top = self.n[s], count = n if n < self.n[s] else self.n[s], at = 0
+        if count <= 0:
+            return ""
+        cdef char* out = <char*>PyMem_Malloc(count * 40)  # two int64s: at most 19 digits each
+        if out == NULL:
+            raise MemoryError()
+        try:
+            for i in range(top - 1, top - 1 - count, -1):
+                at = _digits(out, at, a[i].price // P10[self.ps - a[i].pd])
+                at = _digits(out, at, a[i].size // P10[self.ss - a[i].sd])
+            return out[:at].decode("ascii")
+        finally:
+            PyMem_Free(out)
 
     def bids(self):
         return self.exact.bids() if self.exact is not None else self._pairs(BID, self.n[BID])
