@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from crossbook.cluster import bus
-from crossbook.cluster.follow import HEARD, Follower, Skip
+from crossbook.cluster.follow import HEARD, Follower, Skip, TradesGap
 from crossbook.cluster.lead import Leader
 from crossbook.core.book import L2Book
 from crossbook.core.engine import Engine
@@ -123,7 +123,7 @@ def test_a_gap_resyncs_the_book_from_a_snapshot_aligned_on_the_sequence() -> Non
     roundtrip([snapshot()], follower, leader)
     leader.messages([delta(size="3")])  # lost on the bus
     out = roundtrip([delta(price="100.0", size="1")], follower, leader, now=5)
-    assert out == [VenueStatus("BTC-USDT", BookState.SYNCING, 5, "bus_gap")]
+    assert out == [VenueStatus("BTC-USDT", BookState.SYNCING, 5, "bus_gap"), TradesGap("BTC-USDT", 5)]
     assert follower.waiting() == ["BTC-USDT"]
     book = L2Book()
     book.replace([(D("100.1"), D("3")), (D("100.0"), D("1"))], [(D("100.3"), D("2"))])
@@ -152,7 +152,7 @@ def test_a_new_leader_resyncs_and_an_old_one_is_fenced() -> None:
     follower = synced(old)
     assert roundtrip([snapshot()], follower, old) == [snapshot()]
     out = roundtrip([delta()], follower, new, now=3)  # seq 1 of epoch 2, not the whole book
-    assert out == [VenueStatus("BTC-USDT", BookState.SYNCING, 3, "leader_changed")]
+    assert out == [VenueStatus("BTC-USDT", BookState.SYNCING, 3, "leader_changed"), TradesGap("BTC-USDT", 3)]
     assert roundtrip([delta()], follower, old) == []
     assert follower.fenced == 1
     stale_reply = old.snapshot("BTC-USDT", BookState.LIVE, L2Book(), None, 1)
@@ -172,7 +172,9 @@ def test_a_leader_taking_over_starts_its_epoch_with_whole_books_followed_at_once
     takeover = new.start(5, {"BTC-USDT": (BookState.LIVE, book), "ETH-USDT": (BookState.SYNCING, L2Book())}, 9)
     out = [o for subject, payload in takeover for o in follower.message(bus.symbol_of(subject), payload, 10)]
     assert out == [
+        TradesGap("BTC-USDT", 10),  # the old leader's trades after its last message may be lost
         BookSnapshot("BTC-USDT", book.bids(), book.asks(), 9),
+        TradesGap("ETH-USDT", 10),
         VenueStatus("ETH-USDT", BookState.SYNCING, 9, "leader_changed"),
     ]
     assert follower.waiting() == []
@@ -206,7 +208,7 @@ def test_heartbeats_tell_heard_and_a_lost_tail_once_confirmed() -> None:
     leader.messages([delta()])  # the tail is lost
     assert follower.beat(leader.beat(10)[1], 3) == []  # maybe still on its way
     out = follower.beat(leader.beat(11)[1], 4)
-    assert out == [HEARD, VenueStatus("BTC-USDT", BookState.SYNCING, 4, "bus_gap")]
+    assert out == [HEARD, VenueStatus("BTC-USDT", BookState.SYNCING, 4, "bus_gap"), TradesGap("BTC-USDT", 4)]
 
 
 def test_a_silent_leader_and_a_lost_connection_resync_every_book_once() -> None:
@@ -215,7 +217,9 @@ def test_a_silent_leader_and_a_lost_connection_resync_every_book_once() -> None:
     follower.beat(leader.beat(None)[1], 0)
     assert follower.tick(SEC) == []
     out = follower.tick(SEC + 1)
-    assert [(o.symbol, o.reason) for o in out] == [(s, "bus_silent") for s in SYMS]  # type: ignore[union-attr]
+    statuses = [(o.symbol, o.reason) for o in out if isinstance(o, VenueStatus)]
+    assert statuses == [(s, "bus_silent") for s in SYMS]
+    assert [o for o in out if isinstance(o, TradesGap)] == [TradesGap(s, SEC + 1) for s in SYMS]
     assert follower.tick(3 * SEC) == []
     assert follower.lost("bus_disconnected", 4) == []  # already syncing
     assert follower.resyncs == 2

@@ -348,6 +348,15 @@ class Hub:
         self._statuses_changed(changes, False, touched, ts)
         return touched
 
+    def trades_gap(self, venue: str, symbol: str, ts: int) -> set[Subscriber]:
+        """Tell ``trades.<symbol>`` that ``venue``'s trades may have been lost before ``ts`` (a
+        cluster edge lost part of the venue's stream); returns the subscribers told."""
+        touched: set[Subscriber] = set()
+        trades = self._trades.get(symbol)
+        if trades is not None:
+            trades.send("gap", wire.channel_body({"venue": venue, "ts": ts}), touched, self.limits, ts)
+        return touched
+
     def _statuses_changed(self, changes: Changes, live: bool, touched: set[Subscriber], ts: int) -> None:
         """Send the status changes to ``live`` (before the book messages, which may add those
         venues), or the others (after them, as they may remove them). A batch holds a book's

@@ -4,7 +4,8 @@ It turns bus messages into the events a venue connector gives the engine, so an 
 hub and API work as they do on a single process. A book follows one epoch's stream message by
 message (``seq`` + 1 each). A gap, a message from a newer leader, a lost connection, a slow
 consumer's drop or a silent leader puts it in ``syncing``; it then waits for a snapshot reply,
-buffering what arrives, and goes on from the reply's ``seq``. A new epoch's first message (``seq``
+buffering what arrives, and goes on from the reply's ``seq``; trades the cut stream may have
+carried are not recovered, so a :class:`TradesGap` says they may be missing. A new epoch's first message (``seq``
 1) holds the book's whole state (a leader that takes over sends it): the book goes on from it at
 once. Messages of an older epoch than one seen since the leader was last silent are fenced off
 (counted, never applied).
@@ -30,10 +31,18 @@ class Skip:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class TradesGap:
+    """Output: the book's stream was cut (a resync, a new leader): trades may have been lost."""
+
+    symbol: str
+    ts: int
+
+
 HEARD = object()
 """Output: the venue was heard from (the leader's heartbeat says so)."""
 
-Output = Event | Skip | object
+Output = Event | Skip | TradesGap | object
 
 
 def _whole(event: Event) -> bool:
@@ -88,6 +97,8 @@ class Follower:
             book.buffer = []
             self.resyncs += 1
             out.append(VenueStatus(symbol, BookState.SYNCING, now_ns, reason))
+            if book.ep >= 0:
+                out.append(TradesGap(symbol, now_ns))
 
     def message(self, symbol: str, payload: bytes, now_ns: int) -> list[Output]:
         """A message of ``symbol``'s book stream."""
@@ -101,10 +112,13 @@ class Follower:
         self.sent_ns = msg.event.recv_ns
         if not self._epoch(msg.ep, now_ns):
             return []
-        if msg.seq == 1 and msg.ep != book.ep and _whole(msg.event):
-            book.ep, book.seq, book.buffer, book.suspect = msg.ep, 1, None, 0
-            return [msg.event]  # a new epoch starts with the book's whole state: no snapshot needed
         out: list[Output] = []
+        if msg.seq == 1 and msg.ep != book.ep and _whole(msg.event):
+            if book.buffer is None and book.ep >= 0:
+                out.append(TradesGap(symbol, now_ns))  # cut from the old leader's stream here
+            book.ep, book.seq, book.buffer, book.suspect = msg.ep, 1, None, 0
+            out.append(msg.event)  # a new epoch starts with the book's whole state: no snapshot needed
+            return out
         if book.buffer is None:
             if msg.ep == book.ep and msg.seq <= book.seq:
                 return []  # a duplicate

@@ -29,7 +29,7 @@ from nats.js.kv import KeyValue
 
 from crossbook.cluster import bus
 from crossbook.cluster import lease as lease_
-from crossbook.cluster.follow import HEARD, Follower, Output, Skip
+from crossbook.cluster.follow import HEARD, Follower, Output, Skip, TradesGap
 from crossbook.cluster.lead import Leader, Message
 from crossbook.cluster.lease import Lease
 from crossbook.core.book import BookView
@@ -250,31 +250,35 @@ class FollowerBus:
 
     def __init__(self) -> None:
         self.nc: Client | None = None
-        self.followers: dict[str, tuple[Follower, Feed, anyio.Event]] = {}
+        self.followers: dict[str, tuple[Follower, Callable[[list[Output]], None], anyio.Event]] = {}
 
     def lost(self, reason: str, subject: str | None) -> None:
         """Messages may have been lost (``subject``: on that subscription only)."""
-        for venue, (follower, feed, wanted) in self.followers.items():
+        for venue, (follower, deliver, wanted) in self.followers.items():
             if subject is None or subject in (bus.venue_books(venue), bus.beat_subject(venue)):
-                _deliver(follower.lost(reason, time.time_ns()), feed)
+                deliver(follower.lost(reason, time.time_ns()))
                 wanted.set()
 
     def back(self) -> None:
-        for _follower, _feed, wanted in self.followers.values():
+        for _follower, _deliver, wanted in self.followers.values():
             wanted.set()
 
-    async def follow(self, follower: Follower, feed: Feed, lag: Callable[[float], None]) -> None:
+    async def follow(
+        self, follower: Follower, feed: Feed, lag: Callable[[float], None], gap: Callable[[str, int], None]
+    ) -> None:
         """Rebuild ``follower``'s venue's books from the bus into ``feed`` until cancelled;
-        ``lag(seconds)`` for each book message: the leader's receive of the venue message to now."""
+        ``lag(seconds)`` for each book message: the leader's receive of the venue message to now;
+        ``gap(symbol, ts)`` when the book's trades may have been lost."""
         nc = self.nc
         assert nc is not None
         venue = follower.venue
         wanted = anyio.Event()
-        self.followers[venue] = (follower, feed, wanted)
 
         def deliver(out: list[Output]) -> None:
-            if _deliver(out, feed):
+            if _deliver(out, feed, gap):
                 wanted.set()
+
+        self.followers[venue] = (follower, deliver, wanted)
 
         async def book(msg: Msg) -> None:
             now = time.time_ns()
@@ -297,7 +301,7 @@ class FollowerBus:
                     if not waiting:
                         await wanted.wait()
                         wanted = anyio.Event()
-                        self.followers[venue] = (follower, feed, wanted)
+                        self.followers[venue] = (follower, deliver, wanted)
                         continue
                     for symbol in waiting:
                         await self._request(nc, venue, symbol, follower, deliver)
@@ -327,13 +331,19 @@ class FollowerBus:
             deliver(follower.tick(time.time_ns()))
 
 
-def _deliver(out: list[Output], feed: Feed) -> bool:
-    """Hand a follower's output to the feed; returns whether a book now waits for a snapshot."""
+def _deliver(out: list[Output], feed: Feed, gap: Callable[[str, int], None]) -> bool:
+    """Hand a follower's output to the feed (a trades gap in its place among the events);
+    returns whether a book now waits for a snapshot."""
     events: list[Event] = []
     wants = False
     for item in out:
         if isinstance(item, Skip):
             feed.skip(item.reason)
+        elif isinstance(item, TradesGap):
+            if events:
+                feed.publish(events)
+                events = []
+            gap(item.symbol, item.ts)
         elif item is HEARD:
             feed.heard()
         else:

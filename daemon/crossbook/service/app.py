@@ -147,6 +147,13 @@ class Daemon:
             self.recorder.flush()
         self.batch.flush()
 
+    def trades_gap(self, venue: str, symbol: str, ts: int) -> None:
+        """Tell ``trades.<symbol>`` that ``venue``'s trades may be missing after what was sent."""
+        self.flush()
+        touched = self.hub.trades_gap(venue, symbol, ts)
+        if touched:
+            self.server.wake(touched)
+
     def _publish(self, changes: Changes, recv_ns: int) -> None:
         """Tell subscribers what a batch changed, and the metrics and the log its state changes."""
         for st in changes.statuses:
@@ -240,7 +247,8 @@ class Daemon:
         async with anyio.create_task_group() as tg:
             self._tg = tg
             if self.settings.cluster.role != "all":
-                self.run_connector = await tg.start(run_role, self.settings.cluster, self.engine, self.metrics.registry)
+                role_args = (self.settings.cluster, self.engine, self.metrics.registry, self.trades_gap)
+                self.run_connector = await tg.start(run_role, *role_args)
             api_port = await tg.start(self.server.serve, self.settings.server.host, self.settings.server.port)
             if self.settings.record.dir is not None:
                 self.recorder = Recorder(self.settings.record, self.venues, self.metrics.registry)

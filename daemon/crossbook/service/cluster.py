@@ -11,6 +11,7 @@ from __future__ import annotations
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -89,9 +90,15 @@ class _ClusterCollector(Collector):
 
 
 async def run_role(
-    config: ClusterConfig, engine: Engine, registry: CollectorRegistry, *, task_status: TaskStatus[RunVenue]
+    config: ClusterConfig,
+    engine: Engine,
+    registry: CollectorRegistry,
+    gap: Callable[[str, str, int], None],
+    *,
+    task_status: TaskStatus[RunVenue],
 ) -> None:
-    """Connect to NATS and serve the role until cancelled; starts with how to run a venue."""
+    """Connect to NATS and serve the role until cancelled; starts with how to run a venue.
+    ``gap(venue, symbol, ts)``: an edge lost part of a book's stream, trades may be missing."""
     from crossbook.cluster import natsio  # only a cluster role imports NATS
     from crossbook.cluster.lead import Leader
 
@@ -137,7 +144,7 @@ async def run_role(
 
         async def follow(venue: Venue, feed: Feed, _on_stop: Callable[[str], None]) -> None:
             follower = followers[venue.name] = Follower(venue.name, venue.symbols, natsio.SILENT_NS)
-            await bus.follow(follower, feed, lag.labels(venue.name).observe)
+            await bus.follow(follower, feed, lag.labels(venue.name).observe, partial(gap, venue.name))
 
         try:
             task_status.started(follow)
