@@ -31,7 +31,6 @@ from crossbook.plugin import (
     SnapshotSource,
     Stream,
     Trade,
-    json_number,
     levels,
     seq_id,
 )
@@ -55,15 +54,20 @@ def checksum(book: BookView) -> int:
     return zlib.crc32((book.digits(10, False) + book.digits(10, True)).encode())
 
 
-_DECODER = msgspec.json.Decoder(float_hook=json_number)
+class _Number(str):
+    """A JSON number's text, as ``_loads`` hands it over (a JSON string is no number)."""
+
+    __slots__ = ()
+
+
+_DECODER = msgspec.json.Decoder(float_hook=_Number)
 
 
 def _loads(frame: str | bytes) -> Any:
-    """JSON with fractional numbers as exact Decimals that keep their text (orjson would make them
-    floats; one that is no price or size stays text: :func:`crossbook.core.exact.json_number`).
-    Integers stay ints: checksums and ids, all different, would churn the parse cache. msgspec
-    hands the text of each number with a fraction or exponent to the hook, as stdlib json's
-    ``parse_float`` does, and decodes 3.3x faster."""
+    """JSON with each fractional number kept as its text (orjson would make it a float): prices
+    and sizes are read from it exactly, by the native parser where it runs, and keep the digits
+    the checksum needs. Integers stay ints. msgspec hands the text of each number with a fraction
+    or exponent to the hook, as stdlib json's ``parse_float`` does, and decodes 3.3x faster."""
     return _DECODER.decode(frame)
 
 
@@ -75,19 +79,17 @@ def _ns(timestamp: str | None) -> int | None:
 
 
 def _v2_levels(raw: list[dict[str, Any]]) -> list[Level]:
-    out = [(level["price"], level["qty"]) for level in raw]
-    for price, qty in out:
-        if type(price) is not Decimal or type(qty) is not Decimal:
-            return [(_decimal(p), _decimal(q)) for p, q in out]
-    return out
+    pairs = [(level["price"], level["qty"]) for level in raw]
+    for price, qty in pairs:
+        if type(price) is str or type(qty) is str:
+            raise BadNumber(f"a price or size sent as a string: {price!r}, {qty!r}")
+    return levels(pairs)
 
 
 def _decimal(value: Any) -> Decimal:
-    """A price or size: parsed by ``_loads`` already, or an integer such as ``5``."""
-    if type(value) is Decimal:
-        return value
-    if type(value) is int:
-        return dec(str(value))
+    """A price or size: a number's text (see ``_loads``), or an integer such as ``5``."""
+    if type(value) is _Number or type(value) is int:
+        return dec(value)
     raise BadNumber(f"not a price or size: {value!r}")
 
 

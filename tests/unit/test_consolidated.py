@@ -482,6 +482,16 @@ def test_parse_fast_path_agrees_with_the_checked_path(text: str) -> None:
         assert got == want
 
 
+def test_parse_refuses_a_bool_even_after_the_equal_int() -> None:
+    """``True == 1``: a remembered int must not answer for a bool (a malformed frame's ``true``)."""
+    assert exact.parse(1) == D("1")
+    for bad in (True, False):
+        with pytest.raises(exact.BadNumber):
+            exact.parse(bad)
+        with pytest.raises(exact.BadNumber):
+            list(exact.levels([[bad, "1"]]))
+
+
 def test_parse_reads_decimals_and_floats_by_their_exact_value() -> None:
     """Not from a built-in venue, but a plugin may pass them (``parse`` takes any object)."""
     assert exact.parse(D("2.25")) == D("2.25")

@@ -46,8 +46,8 @@ class BookView(Protocol):
 
     def digits(self, n: int, bids: bool) -> str:
         """The best ``n`` levels of a side, best first, each price then size as the digits it was
-        sent with: '.' removed, leading zeros stripped, all run together (what CRC checksums such
-        as Kraken's read)."""
+        sent with: '.' removed, leading zeros stripped, all run together (what a venue's CRC
+        checksum may read)."""
 
     def __len__(self) -> int: ...
 
@@ -157,8 +157,8 @@ _DIGITS: dict[int, tuple[Decimal, str]] = {}
 DIGITS_SIZE = 8192
 """Digit texts remembered by the identity of their Decimal (kept alive here, so its id is not
 reused): formatting is ~4x a lookup, and books hold the parse cache's shared objects. Not by
-value: ``5.1`` and ``5.10`` are equal but have different digits. A Kraken checksum reads 40
-numbers, so this holds the working set of ~200 books, ~2.4 MB when full."""
+value: ``5.1`` and ``5.10`` are equal but have different digits. A checksum of 10 levels a side
+reads 40 numbers, so this holds the working set of ~200 books, ~2.4 MB when full."""
 
 
 def _digits(value: Decimal) -> str:

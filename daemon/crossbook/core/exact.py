@@ -64,11 +64,26 @@ class _Memo(dict[K, V]):
 
 
 def _parse_text(text: Any) -> Decimal:
-    plain = type(text) is str and len(text) <= PLAIN_MAX and text.isascii() and text.replace(".", "", 1).isdigit()
+    plain = isinstance(text, str) and len(text) <= PLAIN_MAX and text.isascii() and text.replace(".", "", 1).isdigit()
     return Decimal(text) if plain else _checked(text)
 
 
-_parsed: _Memo[Any, Decimal] = _Memo(_parse_text, PARSED_CACHE_SIZE)
+class _TextMemo(_Memo[Any, Decimal]):
+    """The parse memo: it remembers texts only. ``1``, ``1.0`` and ``True`` are equal keys, so a
+    remembered int would answer for a bool, which is refused."""
+
+    __slots__ = ()
+
+    def __missing__(self, key: Any) -> Decimal:
+        value = self.compute(key)
+        if isinstance(key, str):
+            if len(self) >= self.size:
+                self.clear()
+            self[key] = value
+        return value
+
+
+_parsed = _TextMemo(_parse_text, PARSED_CACHE_SIZE)
 
 
 def parse(text: object) -> Decimal:
@@ -137,6 +152,8 @@ def pure_levels(raw: Iterable[Sequence[Any]]) -> PureLevels:
 
 
 def _checked(text: Any) -> Decimal:
+    if type(text) is bool:
+        raise BadNumber(f"not a decimal number: {text!r}")
     try:
         value = Decimal(text)
     except (InvalidOperation, TypeError, ValueError):
