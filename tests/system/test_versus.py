@@ -17,11 +17,13 @@ import pytest
 
 from captures import capture
 from crossbook.core import exact
-from crossbook_bench import floor, versus, writes
+from crossbook_bench import cryptofeed as theirs
+from crossbook_bench import floor, writes
+from crossbook_bench.cryptofeed import _cryptofeed_release
 from crossbook_bench.inproc import bench_stages
 from crossbook_bench.loadgen import CAPTURE, load_recording, respelled
 from crossbook_bench.runs import GENERATED, bench_ingest_generated, bench_latency, bench_replay_rss
-from crossbook_bench.versus import _by_round, _cryptofeed_release, median_pair, paced_wait, run_crossbook
+from crossbook_bench.versus import _by_round, median_pair, paced_wait, run_crossbook
 from crossbook_bench.writes import bench_writes
 
 
@@ -86,7 +88,7 @@ def test_paced_the_daemon_is_scraped_once_a_round_and_then_every_2_ms() -> None:
 
 def test_cryptofeed_runs_on_the_newest_python_found_else_on_this_one(monkeypatch: pytest.MonkeyPatch) -> None:
     found: dict[str, Path] = {}
-    monkeypatch.setattr(versus, "find_python", found.get)
+    monkeypatch.setattr(theirs, "find_python", found.get)
     python, minor, release, note = _cryptofeed_release()
     assert (python, release) == (Path(sys.executable), "2.4.1")
     assert minor == f"{sys.version_info[0]}.{sys.version_info[1]}"
