@@ -205,13 +205,30 @@ cdef class SideView:
             self._to_pure(True)
         if self.pure is not None:
             return self.pure.diff_consolidated(book, depth, bids)
-        cdef Consolidated c = <Consolidated>book
+        return self._diff(None, <Consolidated>book, depth, bids)
+
+    def diff_venue(self, book, Py_ssize_t depth, bint bids):
+        """As :meth:`diff_consolidated`, for a venue's own book."""
+        if self.pure is None and (type(book) is not Book or (<Book>book).exact is not None
+                                  or not self._scale_to((<Book>book).ps, (<Book>book).ss, True)):
+            self._to_pure(False)
+        if self.pure is not None:
+            return self.pure.diff_venue(book, depth, bids)
+        return self._diff(<Book>book, None, depth, bids)
+
+    cdef bytes _diff(self, Book b, Consolidated c, Py_ssize_t depth, bint bids):
+        """The diff of either book (the other is None): a level is marked by its version in a
+        consolidated book, by its size in a venue's."""
+        cdef bint agg = c is not None
         cdef int s = BID if bids else ASK
-        cdef Py_ssize_t top = c.n[s], count = depth if depth < c.n[s] else c.n[s]
-        cdef CLvl* lv
+        cdef Py_ssize_t top = c.n[s] if agg else b.n[s]
+        cdef Py_ssize_t count = depth if depth < top else top
+        cdef int ps = c.ps if agg else b.ps
+        cdef int ss = c.ss if agg else b.ss
+        cdef CLvl* clv = NULL
+        cdef Lvl* lv = NULL
         cdef Py_ssize_t j = 0, k, old_n = self.n
-        cdef int64_t p
-        cdef bint better
+        cdef int64_t p, mark
         cdef int64_t* old_price = self.price
         cdef int64_t* old_mark = self.mark
         cdef Out out
@@ -229,98 +246,42 @@ cdef class SideView:
             for k in range(old_n):
                 gone[k] = 1
             for k in range(count):
-                lv = &c.side[s][top - 1 - k]
-                p = lv.price
-                new_price[k], new_mark[k] = p, lv.version
+                if agg:
+                    clv = &c.side[s][top - 1 - k]
+                    p, mark = clv.price, clv.version
+                else:
+                    lv = &b.side[s][top - 1 - k]
+                    p, mark = lv.price, lv.size
+                new_price[k], new_mark[k] = p, mark
                 while j < old_n and ((old_price[j] > p) if bids else (old_price[j] < p)):
                     j += 1
                 if j < old_n and old_price[j] == p:
                     gone[j] = 0
                     j += 1
-                    if old_mark[j - 1] == lv.version:
+                    if old_mark[j - 1] == mark:
                         continue
                 if out.n > 1:
                     _put(&out, b",", 1)
                 _put(&out, b"[", 1)
-                _number(&out, p, c.ps)
+                _number(&out, p, ps)
                 _put(&out, b",", 1)
-                _number(&out, lv.total, c.ss)
-                _put(&out, b",", 1)
-                _venue(&out, lv, c.ss, True)
+                if agg:
+                    _number(&out, clv.total, ss)
+                    _put(&out, b",", 1)
+                    _venue(&out, clv, ss, True)
+                else:
+                    _number(&out, lv.size, ss)
                 _put(&out, b"]", 1)
             for k in range(old_n):
                 if gone[k]:
                     if out.n > 1:
                         _put(&out, b",", 1)
                     _put(&out, b"[", 1)
-                    _number(&out, old_price[k], c.ps)
-                    _put(&out, b',"0",{}]', 8)
-            _put(&out, b"]", 1)
-            PyMem_Free(self.price)
-            PyMem_Free(self.mark)
-            self.price, self.mark, self.n, self.cap = new_price, new_mark, count, count + 1
-            new_price = new_mark = NULL
-            return EMPTY if out.n == 2 else PyBytes_FromStringAndSize(out.data, out.n)
-        finally:
-            PyMem_Free(out.data)
-            PyMem_Free(gone)
-            PyMem_Free(new_price)
-            PyMem_Free(new_mark)
-
-    def diff_venue(self, book, Py_ssize_t depth, bint bids):
-        """As :meth:`diff_consolidated`, for a venue's own book."""
-        if self.pure is None and (type(book) is not Book or (<Book>book).exact is not None
-                                  or not self._scale_to((<Book>book).ps, (<Book>book).ss, True)):
-            self._to_pure(False)
-        if self.pure is not None:
-            return self.pure.diff_venue(book, depth, bids)
-        cdef Book b = <Book>book
-        cdef int s = BID if bids else ASK
-        cdef Py_ssize_t top = b.n[s], count = depth if depth < b.n[s] else b.n[s]
-        cdef Lvl* lv
-        cdef Py_ssize_t j = 0, k, old_n = self.n
-        cdef int64_t p
-        cdef int64_t* old_price = self.price
-        cdef int64_t* old_mark = self.mark
-        cdef Out out
-        out.data, out.n, out.cap = NULL, 0, 0
-        cdef char* gone = <char*>PyMem_Malloc(old_n + 1)
-        cdef int64_t* new_price = <int64_t*>PyMem_Malloc((count + 1) * sizeof(int64_t))
-        cdef int64_t* new_mark = <int64_t*>PyMem_Malloc((count + 1) * sizeof(int64_t))
-        if gone == NULL or new_price == NULL or new_mark == NULL:
-            PyMem_Free(gone)
-            PyMem_Free(new_price)
-            PyMem_Free(new_mark)
-            raise MemoryError()
-        try:
-            _put(&out, b"[", 1)
-            for k in range(old_n):
-                gone[k] = 1
-            for k in range(count):
-                lv = &b.side[s][top - 1 - k]
-                p = lv.price
-                new_price[k], new_mark[k] = p, lv.size
-                while j < old_n and ((old_price[j] > p) if bids else (old_price[j] < p)):
-                    j += 1
-                if j < old_n and old_price[j] == p:
-                    gone[j] = 0
-                    j += 1
-                    if old_mark[j - 1] == lv.size:
-                        continue
-                if out.n > 1:
-                    _put(&out, b",", 1)
-                _put(&out, b"[", 1)
-                _number(&out, p, b.ps)
-                _put(&out, b",", 1)
-                _number(&out, lv.size, b.ss)
-                _put(&out, b"]", 1)
-            for k in range(old_n):
-                if gone[k]:
-                    if out.n > 1:
-                        _put(&out, b",", 1)
-                    _put(&out, b"[", 1)
-                    _number(&out, old_price[k], b.ps)
-                    _put(&out, b',"0"]', 5)
+                    _number(&out, old_price[k], ps)
+                    if agg:
+                        _put(&out, b',"0",{}]', 8)
+                    else:
+                        _put(&out, b',"0"]', 5)
             _put(&out, b"]", 1)
             PyMem_Free(self.price)
             PyMem_Free(self.mark)
