@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from crossbook.service.config import Config, ConfigError, RecordConfig, Venue, VenueConfig, load
 from crossbook.service.plugins import PluginError, load_connectors
 from crossbook.service.recording import RecordingError, RecordingReader, unpayload
+from crossbook.toolkit.clock import SystemClock
 from crossbook.toolkit.handover import Connection
 from crossbook.toolkit.registry import ConnectorRegistry, RegistryError
 from crossbook.toolkit.streaming import StreamingConnector, deliver
@@ -62,8 +63,9 @@ def speed(text: str) -> float | None:
     return value
 
 
-class ReplayClock:
-    """The daemon's clock during a replay: the time of the record being replayed."""
+class ReplayClock(SystemClock):
+    """The daemon's clock during a replay: the time of the record being replayed (its timers
+    are anyio's, as live)."""
 
     def __init__(self) -> None:
         self.now_ns = 0
@@ -74,14 +76,6 @@ class ReplayClock:
 
     def monotonic(self) -> float:
         return self.mono
-
-    async def sleep(self, seconds: float) -> None:
-        await anyio.sleep(seconds)
-
-    async def wait(self, event: anyio.Event, limit: float | None) -> bool:
-        with anyio.move_on_after(limit):
-            await event.wait()
-        return event.is_set()
 
 
 def records(files: list[Path]) -> Iterator[tuple[Path, int, list[Any]]]:
