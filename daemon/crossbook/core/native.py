@@ -24,7 +24,7 @@ why_pure: dict[str, str] = {}
 def stale(module: ModuleType) -> Path | None:
     """A source newer than the built module, if its sources are beside it (an editable install)."""
     built = Path(str(module.__file__))
-    sources = [*built.parent.glob("*.pyx"), *built.parent.parent.glob("*/*.pxd")]
+    sources = [*built.parent.glob("*.pyx"), *built.parent.glob("*.pxi"), *built.parent.parent.glob("*/*.pxd")]
     return next((s for s in sources if s.stat().st_mtime > built.stat().st_mtime), None)
 
 
