@@ -38,6 +38,9 @@ Bounded scenarios, all on this machine (loopback only), printed as a table and a
     second (as ``latency_1k``'s frames come), and what it bounds on one core with nothing else
     to do: messages per CPU-second at 1 and 2 messages a write, the messages a write must carry
     for 1M a second, and the median subscriber's wait for the writes up to its own.
+11. ``cluster``: the ingest and edge roles over a real ``nats-server`` beside the ``all`` role
+    (:mod:`crossbook_bench.cluster`): efficiency, added latency, fan-out with per-process CPU,
+    takeover after SIGKILL, lease stability, and the capacity model (:mod:`crossbook_bench.capacity`).
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ import orjson
 
 from crossbook import __version__, compiled
 from crossbook.service.server import linger_seconds
+from crossbook_bench.cluster import bench_cluster
 from crossbook_bench.inproc import bench_captures, bench_core, bench_stages
 from crossbook_bench.runs import (
     bench_e2e,
@@ -74,6 +78,7 @@ SCENARIOS = [
     "stages",
     "versus",
     "writes",
+    "cluster",
 ]
 
 
@@ -94,7 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--linger-ms", type=_linger_ms, default=10, help="latency: also at 1,000 frames/s, subscribers held this long"
     )
-    parser.add_argument("--pairs", type=positive, default=3, help="versus: runs of each side, in turn")
+    parser.add_argument(
+        "--pairs",
+        type=positive,
+        default=3,
+        help="versus: runs of each side, in turn; cluster: runs of all and cluster, in turn",
+    )
     parser.add_argument("--only", choices=SCENARIOS, action="append", help="run these scenarios (repeatable)")
     parser.add_argument("--stalled", type=int, default=100, help="stalled: subscribers that never read")
     args = parser.parse_args(argv)
@@ -126,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         results["versus"] = bench_versus(rounds=args.rounds, pairs=args.pairs)
     if "writes" in only:
         results["writes"] = bench_writes(args.seconds)
+    if "cluster" in only:
+        results["cluster"] = bench_cluster(args.seconds, args.pairs)
     for scenario, figures in results.items():
         _table(scenario, figures)
     print(orjson.dumps(results).decode())
