@@ -36,7 +36,9 @@ def test_the_cluster_scenario_reports_every_figure() -> None:
     assert takeover["new_epoch"] > takeover["old_epoch"]
     assert 0 < takeover["seconds_from_kill"] < 10
     assert out["lease"]["runs"] == 4
-    assert all(v > 0 and math.isfinite(v) for v in out["costs"].values()), out["costs"]
+    assert all(math.isfinite(v) for v in out["costs"].values()), out["costs"]
+    # a difference of two processes' CPU over half a second (10 ms ticks): its sign is noise here
+    assert all(v > 0 for k, v in out["costs"].items() if k != "edge_us_per_delivered_message"), out["costs"]
     assert set(out["model_check"]) == {"2_edges"}, "the runs with more edges than one"
     assert all(c["measured"] > 0 for c in out["model_check"]["2_edges"].values())
     for basis in ("paced", "saturated"):
