@@ -37,10 +37,14 @@ def test_the_cluster_scenario_reports_every_figure() -> None:
     assert 0 < takeover["seconds_from_kill"] < 10
     assert out["lease"]["runs"] == 4
     assert all(math.isfinite(v) for v in out["costs"].values()), out["costs"]
-    # a difference of two processes' CPU over half a second (10 ms ticks): its sign is noise here
-    assert all(v > 0 for k, v in out["costs"].items() if k != "edge_us_per_delivered_message"), out["costs"]
+    # CPU read in 10 ms ticks over half-second windows: a light process (NATS) may read 0 ticks, and
+    # the per-delivered-message cost, a difference of two readings, may have either sign here
+    costs = out["costs"]
+    assert all(v >= 0 for k, v in costs.items() if k != "edge_us_per_delivered_message"), costs
+    assert costs["ingest_us_per_venue_message_paced"] > 0, costs
+    assert costs["edge_us_per_bus_message_paced"] > 0, costs
     assert set(out["model_check"]) == {"2_edges"}, "the runs with more edges than one"
-    assert all(c["measured"] > 0 for c in out["model_check"]["2_edges"].values())
+    assert all(c["measured"] >= 0 for c in out["model_check"]["2_edges"].values())
     for basis in ("paced", "saturated"):
         model = out["model"][basis]
         assert model["venue_messages_per_s"] == 100 * 2000 * 10
@@ -48,9 +52,9 @@ def test_the_cluster_scenario_reports_every_figure() -> None:
         for figure in (
             "ingest_cores",
             "edge_cores",
-            "nats_cores",
             "nats_out_mb_per_s",
             "ingest_memory_gb",
             "edge_memory_gb",
         ):
             assert model[figure] > 0, (basis, figure)
+        assert model["nats_cores"] >= 0, basis  # from NATS's CPU, which may read 0 ticks here
