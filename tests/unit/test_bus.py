@@ -187,6 +187,23 @@ def test_a_leader_taking_over_starts_its_epoch_with_whole_books_followed_at_once
     ), "a new epoch numbers from 1 again"
 
 
+def test_a_new_leader_sends_no_trade_twice() -> None:
+    """A standby whose venue feed ran behind takes over and sends trades the old leader had sent:
+    each reaches the engine once."""
+    old, new = Leader("sim-a", SYMS, ep=1, node="a"), Leader("sim-a", SYMS, ep=0, node="b")
+    follower = synced(old)
+
+    def trade(trade_id: str) -> Trade:
+        return Trade("BTC-USDT", D("100.2"), D("1"), Side.SELL, trade_id, 7, None)
+
+    assert roundtrip([trade("t1"), trade("t2")], follower, old) == [trade("t1"), trade("t2")]
+    book = L2Book()
+    takeover = new.start(5, {"BTC-USDT": (BookState.LIVE, book), "ETH-USDT": (BookState.LIVE, book)}, 9)
+    for subject, payload in takeover:
+        follower.message(bus.symbol_of(subject), payload, 10)
+    assert roundtrip([trade("t2"), trade("t3")], follower, new) == [trade("t3")]
+
+
 def test_after_a_silence_a_lower_epoch_is_followed() -> None:
     """Epochs are lease revisions: a NATS whose store was wiped starts them again from 1."""
     follower = synced(Leader("sim-a", SYMS, ep=40, node="a"))

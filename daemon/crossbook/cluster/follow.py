@@ -13,12 +13,16 @@ once. Messages of an older epoch than one seen since the leader was last silent 
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from crossbook.cluster import bus
-from crossbook.core.model import BookSnapshot, BookState, Event, VenueStatus
+from crossbook.core.model import BookSnapshot, BookState, Event, Trade, VenueStatus
 
+RECENT_TRADES = 4096
+"""Trade ids a book remembers: a new leader whose venue feed ran behind the old one's sends again
+trades the old one had sent; those are dropped (the handover's rule, by trade id per symbol)."""
 MAX_BUFFERED = 100_000
 """Messages a book waiting for its snapshot holds; past it they are dropped (and the snapshot
 request repeated: a reply then lines up with what arrives next)."""
@@ -51,7 +55,7 @@ def _whole(event: Event) -> bool:
 
 
 class _Book:
-    __slots__ = ("buffer", "ep", "seq", "suspect")
+    __slots__ = ("buffer", "ep", "recent", "seen", "seq", "suspect")
 
     def __init__(self) -> None:
         self.ep = -1
@@ -61,6 +65,21 @@ class _Book:
         """What arrived while waiting for a snapshot; ``None`` while following the stream."""
         self.suspect = 0
         """A heartbeat said the stream is at least here; the next one confirms a lost tail."""
+        self.recent: deque[str] = deque()
+        self.seen: set[str] = set()
+        """The last ``RECENT_TRADES`` trade ids passed on, in order and as a set."""
+
+    def fresh(self, event: Event) -> bool:
+        """Whether ``event`` is to be passed on: not a trade already passed on."""
+        if not isinstance(event, Trade):
+            return True
+        if event.trade_id in self.seen:
+            return False
+        self.seen.add(event.trade_id)
+        self.recent.append(event.trade_id)
+        if len(self.recent) > RECENT_TRADES:
+            self.seen.discard(self.recent.popleft())
+        return True
 
 
 class Follower:
@@ -124,7 +143,7 @@ class Follower:
                 return []  # a duplicate
             if msg.ep == book.ep and msg.seq == book.seq + 1:
                 book.seq = msg.seq
-                return [msg.event]
+                return [msg.event] if book.fresh(msg.event) else []
             self._resync(symbol, book, "bus_gap" if msg.ep == book.ep else "leader_changed", now_ns, out)
         assert book.buffer is not None
         if len(book.buffer) >= MAX_BUFFERED:
@@ -155,7 +174,8 @@ class Follower:
                 self._resync(symbol, book, "bus_gap", now_ns, out)
                 return out
             book.seq = msg.seq
-            out.append(msg.event)
+            if book.fresh(msg.event):
+                out.append(msg.event)
         return out
 
     def beat(self, payload: bytes, now_ns: int) -> list[Output]:
