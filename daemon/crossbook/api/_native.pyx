@@ -125,6 +125,22 @@ cdef bytes _done(Out* out):
         PyMem_Free(out.data)
 
 
+cdef int _level(Out* out, int64_t price, int ps, CLvl* clv, Lvl* lv, int ss) except -1:
+    """One level as the API writes it: ``["price","size"]`` from a venue book's ``lv``, or
+    ``["price","size",{venue: size}]`` from a consolidated book's ``clv`` (the other is NULL)."""
+    _put(out, b"[", 1)
+    _number(out, price, ps)
+    _put(out, b",", 1)
+    if clv != NULL:
+        _number(out, clv.total, ss)
+        _put(out, b",", 1)
+        _venue(out, clv, ss, True)
+    else:
+        _number(out, lv.size, ss)
+    _put(out, b"]", 1)
+    return 0
+
+
 # -- the view -------------------------------------------------------------------------------------
 
 cdef class SideView:
@@ -262,16 +278,7 @@ cdef class SideView:
                         continue
                 if out.n > 1:
                     _put(&out, b",", 1)
-                _put(&out, b"[", 1)
-                _number(&out, p, ps)
-                _put(&out, b",", 1)
-                if agg:
-                    _number(&out, clv.total, ss)
-                    _put(&out, b",", 1)
-                    _venue(&out, clv, ss, True)
-                else:
-                    _number(&out, lv.size, ss)
-                _put(&out, b"]", 1)
+                _level(&out, p, ps, clv, lv, ss)
             for k in range(old_n):
                 if gone[k]:
                     if out.n > 1:
@@ -325,29 +332,7 @@ def encode_consolidated(book, Py_ssize_t depth, bint bids):
         from crossbook.api.views import pure_encode_consolidated
 
         return pure_encode_consolidated(book, depth, bids)
-    cdef Consolidated c = <Consolidated>book
-    cdef int s = BID if bids else ASK
-    cdef Py_ssize_t top = c.n[s], count = depth if depth < c.n[s] else c.n[s], k
-    cdef CLvl* lv
-    cdef Out out
-    out.data, out.n, out.cap = NULL, 0, 0
-    try:
-        _put(&out, b"[", 1)
-        for k in range(count):
-            lv = &c.side[s][top - 1 - k]
-            if k:
-                _put(&out, b",", 1)
-            _put(&out, b"[", 1)
-            _number(&out, lv.price, c.ps)
-            _put(&out, b",", 1)
-            _number(&out, lv.total, c.ss)
-            _put(&out, b",", 1)
-            _venue(&out, lv, c.ss, True)
-            _put(&out, b"]", 1)
-        _put(&out, b"]", 1)
-        return PyBytes_FromStringAndSize(out.data, out.n)
-    finally:
-        PyMem_Free(out.data)
+    return _encode(None, <Consolidated>book, depth, bids)
 
 
 def encode_venue(book, Py_ssize_t depth, bint bids):
@@ -356,23 +341,28 @@ def encode_venue(book, Py_ssize_t depth, bint bids):
         from crossbook.api.views import pure_encode_venue
 
         return pure_encode_venue(book, depth, bids)
-    cdef Book b = <Book>book
+    return _encode(<Book>book, None, depth, bids)
+
+
+cdef bytes _encode(Book b, Consolidated c, Py_ssize_t depth, bint bids):
+    """Either book's top ``depth`` levels of a side (the other book is None), encoded."""
+    cdef bint agg = c is not None
     cdef int s = BID if bids else ASK
-    cdef Py_ssize_t top = b.n[s], count = depth if depth < b.n[s] else b.n[s], k
-    cdef Lvl* lv
+    cdef Py_ssize_t top = c.n[s] if agg else b.n[s]
+    cdef Py_ssize_t count = depth if depth < top else top, k
+    cdef int ps = c.ps if agg else b.ps
+    cdef int ss = c.ss if agg else b.ss
     cdef Out out
     out.data, out.n, out.cap = NULL, 0, 0
     try:
         _put(&out, b"[", 1)
         for k in range(count):
-            lv = &b.side[s][top - 1 - k]
             if k:
                 _put(&out, b",", 1)
-            _put(&out, b"[", 1)
-            _number(&out, lv.price, b.ps)
-            _put(&out, b",", 1)
-            _number(&out, lv.size, b.ss)
-            _put(&out, b"]", 1)
+            if agg:
+                _level(&out, c.side[s][top - 1 - k].price, ps, &c.side[s][top - 1 - k], NULL, ss)
+            else:
+                _level(&out, b.side[s][top - 1 - k].price, ps, NULL, &b.side[s][top - 1 - k], ss)
         _put(&out, b"]", 1)
         return PyBytes_FromStringAndSize(out.data, out.n)
     finally:
