@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
+import pytest
 
 from crossbook.service.app import Addresses, Daemon
 from crossbook.service.config import load
@@ -115,3 +119,46 @@ async def metric(daemon: Any, name: str, labels: dict[str, str] | None = None, a
         while (value := daemon.metrics.registry.get_sample_value(name, labels or {}) or 0) < at_least:  # noqa: ASYNC110
             await anyio.sleep(0.01)  # metrics have no change event; poll briefly
     return float(value)
+
+
+def nats_server_binary() -> str:
+    found = shutil.which("nats-server") or shutil.which("nats-server", path="/usr/sbin")
+    if found is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("nats-server is required under CI (Debian package 'nats-server')")
+        pytest.skip("nats-server not installed (Debian package 'nats-server')")
+    return found
+
+
+class NatsServer:
+    """A nats-server child with JetStream on loopback; ``start`` again after ``stop`` keeps its port."""
+
+    def __init__(self, binary: str, root: Path, *args: str) -> None:
+        self.binary, self.root, self.args = binary, root, args
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        ports = self.root / "ports"
+        shutil.rmtree(ports, ignore_errors=True)
+        ports.mkdir()
+        args = ["-a", "127.0.0.1", "-p", str(self.port or -1), "-js", "-sd", str(self.root / "store"), *self.args]
+        self.proc = subprocess.Popen([self.binary, *args, "--ports_file_dir", str(ports)], stderr=subprocess.DEVNULL)
+        for _ in range(1000):  # the ports file appears once it listens: no event to await
+            files = list(ports.glob("*.ports"))
+            if files and files[0].stat().st_size:
+                self.port = int(json.loads(files[0].read_text())["nats"][0].rpartition(":")[2])
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.01)
+        raise AssertionError("nats-server did not start")
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)

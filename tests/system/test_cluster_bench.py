@@ -8,7 +8,7 @@ import math
 import pytest
 
 from crossbook_bench.cluster import bench_cluster
-from system.test_cluster import nats_server_binary
+from support import nats_server_binary
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 

@@ -29,8 +29,7 @@ from crossbook.service.app import Daemon
 from crossbook.testing.fakevenue import FakeVenue
 from crossbook.testing.market import FakeMarket
 from crossbook_binance.fake import BinanceDialect
-from support import DaemonProcess, daemon_process, running_daemon
-from system.test_cluster import NatsServer, nats_server_binary
+from support import DaemonProcess, NatsServer, daemon_process, running_daemon
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.timeout(90)]
 
@@ -46,17 +45,6 @@ def toml(role: str, url: str, fake: FakeVenue) -> str:
         f'[venues.{VENUE}]\nconnector = "binance"\nsymbols = ["{SYMBOL}"]\nws_url = "{fake.ws_url}"\n'
         f'rest_url = "{fake.rest_url}"\n'
     )
-
-
-@pytest.fixture
-def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
-    (tmp_path / "nats").mkdir()
-    server = NatsServer(nats_server_binary(), tmp_path / "nats")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @contextlib.contextmanager

@@ -5,7 +5,6 @@ ingest, and never serves a book as ``live`` that the ingest's book never was."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,23 +15,13 @@ from nats.aio.client import Client
 
 from crossbook.core.model import BookState
 from crossbook.service.app import Daemon
-from system.test_cluster import BOOKS, NatsServer, ingest_feeds, live_and_equal, nats_server_binary, node, play, until
+from support import NatsServer
+from system.test_cluster import BOOKS, ingest_feeds, live_and_equal, node, play, until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 
 PENDING_LIMIT = 8
 """Messages the edge's book subscription holds before nats-py drops (its default: 524,288)."""
-
-
-@pytest.fixture
-def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
-    (tmp_path / "nats").mkdir()
-    server = NatsServer(nats_server_binary(), tmp_path / "nats")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
